@@ -1,0 +1,25 @@
+"""The `comfy-init` command.
+
+`comfy-init run` is PID 1 of a container: its signal intake is installed before any other import,
+and it never imports click. Every other subcommand goes through the click CLI in comfy_init.cli.
+"""
+
+import sys
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        from comfy_init import signals
+
+        signals.install()  # first: a SIGTERM 100 ms after the container starts must not be lost
+        from comfy_init.run import run_main
+
+        return run_main(argv[1:])
+    from comfy_init.cli import cli
+
+    return cli.main(args=argv, prog_name="comfy-init", standalone_mode=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The real start: make the tree, claim the instance, and supervise ComfyUI until it is gone.
+
+Called by `run` with a Plan that was checked completely before anything was written.
+"""
+
+import errno
+import os
+import socket
+import threading
+
+from comfy_init import claims, log, privileges, signals
+from comfy_init.errors import TEMPFAIL, BusyError, DataError
+from comfy_init.registry import Registry
+from comfy_init.supervisor import ChildSpec, Supervisor
+from comfy_init.tree import apply_steps
+
+SESSION_NAME = "comfy-init-session"
+
+
+def launch(plan, environ):
+    config = plan.config
+    log.set_instance(config.instance_id)
+    _warn_if_not_pid1()
+    registry = Registry(config.meta_dir)
+    _recover_registry_if_asked(registry, config)
+
+    claim = claims.acquire(registry, config)
+    log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
+    lost = threading.Event()
+    try:
+        apply_steps(plan.steps)
+        user = privileges.prepare(config, plan.steps)
+        _check_port_free(registry, config)
+        spec = ChildSpec(plan.command, _child_environment(environ, config, user), config.app_dir,
+                         user=user and user.uid, group=user and user.gid,
+                         extra_groups=user and user.groups)
+        supervisor = Supervisor(spec, stop_timeout=config.stop_timeout, ready_url=_ready_url(config),
+                                reboot_marker=_session_path(config) + ".reboot", claim_lost=lost)
+        renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
+        renewer.start()
+        try:
+            status = supervisor.run()
+        finally:
+            renewer.stop()
+    finally:
+        if not lost.is_set():
+            claim.release()
+    if lost.is_set():
+        log.error(f"exiting {TEMPFAIL}: the claim on {config.instance_id!r} was taken over by another holder")
+        return TEMPFAIL
+    log.info(f"released instance {config.instance_id!r}")
+    return status
+
+
+def _warn_if_not_pid1():
+    if os.getpid() == 1:
+        return
+    if privileges.become_subreaper():
+        return
+    log.warning("not PID 1 and cannot become a child subreaper: orphans of ComfyUI are reaped by "
+                "whoever is PID 1 here, and may stay zombies")
+
+
+def _recover_registry_if_asked(registry, config):
+    if config.registry_recover is None:
+        return
+    try:
+        registry.load()
+        return  # a healthy registry is never reset, even when the variable stays set
+    except DataError:
+        pass
+    log.warning(registry.recover(config.registry_recover))
+
+
+def _check_port_free(registry, config):
+    host = config.listen.split(",")[0]
+    if host in ("0.0.0.0", "::"):
+        host = ""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, config.port))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            return  # ComfyUI reports other bind problems itself
+        holder = claims.port_holder(registry, config.port, config.instance_id)
+        by = f" by instance {holder!r}" if holder else ""
+        raise BusyError(
+            f"COMFY_PORT={config.port}: port {config.port} is already in use{by}; give this "
+            "instance another COMFY_PORT, or stop what listens there") from None
+    finally:
+        probe.close()
+
+
+def _session_path(config):
+    # In the instance's own user folder: written by ComfyUI-Manager as ComfyUI's user, and not in
+    # temp, which ComfyUI deletes on exit.
+    return os.path.join(config.base_dir, "user", SESSION_NAME)
+
+
+def _ready_url(config):
+    host = config.listen.split(",")[0]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}/system_stats"
+
+
+def _child_environment(environ, config, user):
+    env = dict(environ)
+    env["__COMFY_CLI_SESSION__"] = _session_path(config)
+    if user is not None:
+        env["HOME"] = user.home
+        env["USER"] = env["LOGNAME"] = user.name
+    return env
+
+
+class _ClaimRenewer:
+    """Renews the claim in a thread; a lost claim wakes the supervisor, which stops ComfyUI."""
+
+    def __init__(self, claim, interval, lost):
+        self.claim = claim
+        self.interval = interval
+        self.lost = lost
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="claim-renewer", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join()
+
+    def _loop(self):
+        while not self._stopping.wait(self.interval):
+            try:
+                self.claim.renew()
+            except claims.LostClaim as error:
+                log.error(str(error))
+                self.lost.set()
+                signals.wake()
+                return
+            except Exception as error:  # a slow lock or a bad registry must not kill ComfyUI
+                log.warning(f"could not renew the claim, will retry: {error}")

@@ -1,0 +1,98 @@
+"""Who ComfyUI runs as: PUID/PGID when started as root, unchanged otherwise.
+
+Only the top level of the instance's own folders is chowned (a fixed handful of paths): never a
+recursive walk, never shared/models. Files ComfyUI writes later are its user's by creation.
+"""
+
+import os
+
+from comfy_init import log
+from comfy_init.errors import PermissionDeniedError
+from comfy_init.tree import MKDIR
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class User:
+    __slots__ = ("uid", "gid", "groups", "name", "home")
+
+    def __init__(self, uid, gid, groups, name, home):
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.name = name
+        self.home = home
+
+
+def owned_folders(config):
+    """The folders that belong to this instance alone, whose owner ComfyUI's user must be."""
+    if config.multi_instance:
+        instance = config.instance_dir
+        return [instance] + [os.path.join(instance, name) for name in ("custom_nodes", "user", "temp", "output")]
+    base = config.base_dir
+    return [os.path.join(base, name) for name in ("custom_nodes", "user", "temp", "output", "input")]
+
+
+def prepare(config, steps):
+    """Chown what must be ComfyUI's and describe the user to run as; None when nothing changes."""
+    if config.puid is None:
+        return None
+    if os.geteuid() != 0:
+        log.warning(f"PUID={config.puid} is ignored: comfy-init does not run as root, so ComfyUI runs "
+                    f"as uid {os.geteuid()}")
+        return None
+    user = _describe_user(config.puid, config.pgid)
+    created = {step.path for step in steps if step.kind == MKDIR}
+    shared_input = os.path.join(config.shared_dir, "input")
+    paths = owned_folders(config) + ([shared_input] if shared_input in created else [])
+    for path in paths:
+        _chown_if_wrong(path, user.uid, user.gid)
+    _make_home(user)
+    return user
+
+
+def _chown_if_wrong(path, uid, gid):
+    try:
+        info = os.lstat(path)
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            os.lchown(path, uid, gid)
+    except PermissionError as error:
+        raise PermissionDeniedError(
+            f"cannot give {path} to PUID={uid} PGID={gid}: {error.strerror}; the data directory's "
+            "filesystem must allow root to chown (for NFS: no root_squash), or chown it on the host") from None
+
+
+def _describe_user(uid, gid):
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        # A uid with no passwd entry (common with PUID): a private HOME under /tmp.
+        return User(uid, gid, [gid], f"uid{uid}", f"/tmp/comfy-init-home-{uid}")
+    groups = sorted(set(os.getgrouplist(entry.pw_name, gid)))
+    home = entry.pw_dir
+    if not home or not os.path.isdir(home) or os.stat(home).st_uid != uid:
+        home = f"/tmp/comfy-init-home-{uid}"
+    return User(uid, gid, groups, entry.pw_name, home)
+
+
+def _make_home(user):
+    if not user.home.startswith("/tmp/comfy-init-home-"):
+        return
+    try:
+        os.mkdir(user.home, 0o700)
+    except FileExistsError:
+        pass
+    _chown_if_wrong(user.home, user.uid, user.gid)
+
+
+def become_subreaper():
+    """Ask the kernel to hand us ComfyUI's orphans (we are not PID 1). True on success."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
