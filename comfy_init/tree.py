@@ -74,6 +74,10 @@ def _lstat(path):
         return os.lstat(path)
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise PermissionDeniedError(
+            f"cannot look at {path}: permission denied for uid {os.geteuid()}; make its parent "
+            "directories readable and searchable (chmod o+x) or run as their owner") from None
 
 
 def _is_inside(path, root):

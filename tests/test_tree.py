@@ -1,0 +1,224 @@
+import os
+
+import pytest
+
+from comfy_init.config import load_config
+from comfy_init.errors import DataError, PermissionDeniedError
+from comfy_init.tree import MODEL_FOLDERS, apply_steps, plan_tree
+from tests.treesnap import snapshot
+
+
+def multi(tmp_path, instance="core-1", **extra):
+    env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": instance,
+           "COMFY_DATA_DIRECTORY": str(tmp_path / "data")}
+    env.update(extra)
+    return load_config(env)
+
+
+def prepare(config):
+    apply_steps(plan_tree(config))
+
+
+def test_creates_the_whole_tree(tmp_path):
+    config = multi(tmp_path)
+    prepare(config)
+    data = tmp_path / "data"
+    for name in MODEL_FOLDERS:
+        assert (data / "shared" / "models" / name).is_dir()
+    assert {"clip", "unet"} <= set(MODEL_FOLDERS)
+    instance = data / "instances" / "core-1"
+    for name in ("custom_nodes", "user", "temp", "output"):
+        assert (instance / name).is_dir() and not (instance / name).is_symlink()
+    assert os.readlink(instance / "models") == "../../shared/models"
+    assert os.readlink(instance / "input") == "../../shared/input"
+    for name in ("shared-configs", "backup-snapshots", "locks"):
+        assert (data / "meta" / name).is_dir()
+    assert (data / "shared" / "workflows").is_dir()
+
+
+def test_links_are_relative_so_the_tree_works_anywhere(tmp_path):
+    prepare(multi(tmp_path))
+    (tmp_path / "data" / "shared" / "models" / "checkpoints" / "a.safetensors").write_bytes(b"x")
+    os.rename(tmp_path / "data", tmp_path / "moved")
+    assert (tmp_path / "moved" / "instances" / "core-1" / "models" / "checkpoints" / "a.safetensors").read_bytes() == b"x"
+
+
+def test_second_run_writes_nothing(tmp_path):
+    config = multi(tmp_path)
+    prepare(config)
+    before = snapshot(tmp_path / "data")
+    steps = plan_tree(config)
+    assert [step for step in steps if step.changes_disk] == []
+    apply_steps(steps)
+    assert snapshot(tmp_path / "data") == before
+
+
+def test_two_instances_share_models_but_nothing_else(tmp_path):
+    prepare(multi(tmp_path, "core-1"))
+    prepare(multi(tmp_path, "core-2"))
+    instances = tmp_path / "data" / "instances"
+    assert os.path.realpath(instances / "core-1" / "models") == os.path.realpath(instances / "core-2" / "models")
+    assert os.path.realpath(instances / "core-1" / "temp") != os.path.realpath(instances / "core-2" / "temp")
+
+
+def test_empty_directory_in_place_of_a_link_is_replaced(tmp_path):
+    config = multi(tmp_path)
+    (tmp_path / "data" / "instances" / "core-1" / "input").mkdir(parents=True)
+    prepare(config)
+    assert os.readlink(tmp_path / "data" / "instances" / "core-1" / "input") == "../../shared/input"
+
+
+def test_full_directory_in_place_of_a_link_stops_with_65_and_nothing_is_written(tmp_path):
+    config = multi(tmp_path)
+    legacy = tmp_path / "data" / "instances" / "core-1" / "models"
+    (legacy / "checkpoints").mkdir(parents=True)
+    (legacy / "checkpoints" / "big.safetensors").write_bytes(b"weights")
+    before = snapshot(tmp_path / "data")
+    with pytest.raises(DataError) as caught:
+        plan_tree(config)
+    (line,) = caught.value.problems
+    assert str(legacy) in line and "holds 1 entry (checkpoints)" in line and "move its contents into" in line
+    assert caught.value.exit_code == 65
+    assert snapshot(tmp_path / "data") == before
+
+
+def test_absolute_link_to_the_right_place_is_made_relative(tmp_path):
+    config = multi(tmp_path)
+    prepare(config)
+    link = tmp_path / "data" / "instances" / "core-1" / "models"
+    os.unlink(link)
+    os.symlink(tmp_path / "data" / "shared" / "models", link)
+    prepare(config)
+    assert os.readlink(link) == "../../shared/models"
+
+
+def test_link_to_somewhere_else_is_refused(tmp_path):
+    config = multi(tmp_path)
+    prepare(config)
+    link = tmp_path / "data" / "instances" / "core-1" / "models"
+    (tmp_path / "elsewhere").mkdir()
+    os.unlink(link)
+    os.symlink(tmp_path / "elsewhere", link)
+    with pytest.raises(DataError) as caught:
+        plan_tree(config)
+    assert "must lead to" in caught.value.problems[0]
+    assert os.readlink(link) == str(tmp_path / "elsewhere")
+
+
+def test_links_escaping_the_data_root_are_refused(tmp_path):
+    config = multi(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "data" / "instances").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "data" / "instances" / "core-1")
+    os.symlink(outside, tmp_path / "data" / "shared")
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError) as caught:
+        plan_tree(config)
+    assert len(caught.value.problems) == 2
+    assert all("outside the data root" in line for line in caught.value.problems)
+    assert snapshot(tmp_path) == before
+
+
+def test_links_inside_the_data_root_are_followed(tmp_path):
+    config = multi(tmp_path)
+    (tmp_path / "data" / "big-disk" / "custom").mkdir(parents=True)
+    (tmp_path / "data" / "instances" / "core-1").mkdir(parents=True)
+    os.symlink("../../big-disk/custom", tmp_path / "data" / "instances" / "core-1" / "custom_nodes")
+    prepare(config)
+    assert os.path.islink(tmp_path / "data" / "instances" / "core-1" / "custom_nodes")
+
+
+def test_a_file_where_a_directory_belongs(tmp_path):
+    config = multi(tmp_path)
+    (tmp_path / "data" / "instances" / "core-1").mkdir(parents=True)
+    (tmp_path / "data" / "instances" / "core-1" / "output").write_text("not a dir")
+    with pytest.raises(DataError) as caught:
+        plan_tree(config)
+    assert "is a file where a directory belongs" in caught.value.problems[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a read-only tmpfs")
+def test_read_only_directory_stops_with_77(tmp_path):
+    import subprocess
+
+    config = multi(tmp_path)
+    prepare(config)
+    output = tmp_path / "data" / "instances" / "core-1" / "output"
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(output)]).returncode != 0:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        with pytest.raises(PermissionDeniedError) as caught:
+            plan_tree(config)
+        assert caught.value.exit_code == 77
+        assert caught.value.problems[0].startswith(f"cannot write {output}")
+    finally:
+        subprocess.run(["umount", str(output)], check=True)
+
+
+def test_unwritable_directory_stops_with_77_for_a_plain_user(tmp_path):
+    import subprocess
+    import tempfile
+
+    # A data root that user nobody can reach (pytest's own tmp_path is private to root).
+    data_root = tempfile.mkdtemp(prefix="comfy-init-test-", dir="/tmp")
+    os.chmod(data_root, 0o755)
+    env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
+           "COMFY_DATA_DIRECTORY": os.path.join(data_root, "data")}
+    try:
+        prepare(load_config(env))  # made by root: nobody may read but not write
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = ("import sys; from comfy_init.config import load_config; from comfy_init.tree import plan_tree\n"
+                "from comfy_init.errors import PermissionDeniedError\n"
+                f"try:\n  plan_tree(load_config({env!r}))\nexcept PermissionDeniedError as e:\n"
+                "  print(e.problems[0]); sys.exit(e.exit_code)\n")
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.sys.executable, "-c", code]
+        else:
+            os.chmod(os.path.join(data_root, "data", "instances", "core-1", "temp"), 0o500)
+            command = [os.sys.executable, "-c", code]
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/", env={"PYTHONPATH": repo})
+        assert result.returncode == 77, result.stderr
+        assert result.stdout.startswith("cannot write ")
+    finally:
+        import shutil
+        shutil.rmtree(data_root)
+
+
+def test_compatibility_mode_creates_only_what_is_missing_and_moves_nothing(tmp_path):
+    comfy = tmp_path / "data" / "comfy"
+    for name in ("models/checkpoints", "custom_nodes/MyNode", "input", "output", "user/default"):
+        (comfy / name).mkdir(parents=True)
+    (comfy / "models" / "checkpoints" / "sd.safetensors").write_bytes(b"w")
+    (comfy / "output" / "img.png").write_bytes(b"png")
+    (comfy / "user" / "default" / "comfy.settings.json").write_text("{}")
+    before = snapshot(comfy)
+    config = load_config({"COMFY_DATA_DIRECTORY": str(tmp_path / "data")})
+    steps = plan_tree(config)
+    changes = [step.path for step in steps if step.changes_disk]
+    assert changes == [str(comfy / "temp"), str(tmp_path / "data" / "meta")] + [
+        str(tmp_path / "data" / "meta" / name) for name in ("shared-configs", "backup-snapshots", "locks")]
+    apply_steps(steps)
+    after = snapshot(comfy)
+    del after["temp"]
+    after["."] = before["."]  # temp was added to the directory itself
+    assert after == before
+    assert not (tmp_path / "data" / "shared").exists()
+    assert not (tmp_path / "data" / "instances").exists()
+
+
+def test_link_creation_is_atomic(tmp_path, monkeypatch):
+    """A link is made under a temporary name and renamed into place: a crash never leaves half a link."""
+    config = multi(tmp_path)
+    calls = []
+    real_replace = os.replace
+
+    def watching_replace(source, destination):
+        calls.append((os.path.islink(source), os.path.basename(destination)))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    prepare(config)
+    assert (True, "models") in calls and (True, "input") in calls
+    leftovers = [n for n in os.listdir(tmp_path / "data" / "instances" / "core-1") if "comfy-init-link" in n]
+    assert leftovers == []
