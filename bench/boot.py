@@ -1,0 +1,100 @@
+"""Start-up cost must not depend on how much the models weigh.
+
+Builds data trees holding 100,000 and 1,000 model files (empty files in nested folders), then times
+the whole process `comfy-init run --dry-run` for an instance on each, against `python -I -c pass`
+measured in the same run. Prints:
+
+  boot_ratio=<median dry run on the 100k tree / median bare python>   target <= 3.0
+  size_effect=<median on the 100k tree / median on the 1k tree>       target <= 1.10
+
+Usage: python bench/boot.py [--runs N] [--keep DIR]
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STANDIN = os.path.join(ROOT, "tests", "standin_comfyui")
+FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "upscale_models", "clip", "unet")
+
+
+def build_tree(root, files):
+    """`files` empty model files spread over nested folders, plus a prepared instance."""
+    models = os.path.join(root, "shared", "models")
+    per_leaf = 100
+    for index in range(files):
+        folder = FOLDERS[index % len(FOLDERS)]
+        leaf = os.path.join(models, folder, f"set-{index // (per_leaf * len(FOLDERS)):04d}", f"part-{index % 7}")
+        if index % (per_leaf * len(FOLDERS)) < len(FOLDERS) * 7:
+            os.makedirs(leaf, exist_ok=True)
+        open(os.path.join(leaf, f"model-{index:06d}.safetensors"), "wb").close()
+    env = environment(root)
+    subprocess.run(command(), env=env, check=True, capture_output=True)  # dry run: validates the env
+    # Prepare the tree for real so the timed dry runs measure the steady state ("already in place").
+    code = "from comfy_init.config import load_config; from comfy_init.tree import apply_steps, plan_tree; " \
+           "apply_steps(plan_tree(load_config()))"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def environment(root):
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "COMFY_MULTI_INSTANCE": "true",
+            "COMFY_INSTANCE_ID": "bench-1", "COMFY_DATA_DIRECTORY": root,
+            "COMFY_APP_DIRECTORY": STANDIN, "COMFY_DEVICE": "cpu"}
+
+
+def command():
+    # The console script the image runs, from this interpreter's scripts directory.
+    script = os.path.join(sysconfig.get_path("scripts"), "comfy-init")
+    if not os.path.exists(script):
+        sys.exit(f"{script} not found: pip install -e . first")
+    return [script, "run", "--dry-run"]
+
+
+def median_seconds(argv, env, runs):
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)  # warm-up
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--keep", help="build the trees here and keep them")
+    options = parser.parse_args()
+    workdir = options.keep or tempfile.mkdtemp(prefix="comfy-init-boot-")
+    try:
+        big, small = os.path.join(workdir, "big"), os.path.join(workdir, "small")
+        for root, files in ((big, 100_000), (small, 1_000)):
+            if not os.path.exists(os.path.join(root, "meta")):
+                started = time.perf_counter()
+                build_tree(root, files)
+                print(f"built {root} with {files} model files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        bare = median_seconds([sys.executable, "-I", "-c", "pass"], {}, options.runs)
+        on_big = median_seconds(command(), environment(big), options.runs)
+        on_small = median_seconds(command(), environment(small), options.runs)
+        # Interleave a second round so drift on a busy machine shows up in both numbers alike.
+        bare = min(bare, median_seconds([sys.executable, "-I", "-c", "pass"], {}, options.runs))
+        print(f"runs={options.runs}")
+        print(f"bare_python_ms={bare * 1000:.1f}")
+        print(f"dry_run_100k_ms={on_big * 1000:.1f}")
+        print(f"dry_run_1k_ms={on_small * 1000:.1f}")
+        print(f"boot_ratio={on_big / bare:.2f}")
+        print(f"size_effect={on_big / on_small:.3f}")
+    finally:
+        if not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
