@@ -106,32 +106,50 @@ def stop(process):
     return process.returncode, output
 
 
-def ready(port):
-    return wait_until(lambda: get_json(f"http://127.0.0.1:{port}/system_stats"), timeout=20)
+def ready(port, timeout=20):
+    return wait_until(lambda: get_json(f"http://127.0.0.1:{port}/system_stats"), timeout=timeout)
 
 
-def test_two_instances_on_one_tree(base_env, tmp_path):
+@pytest.fixture(params=["standin", "real"])
+def checkout_env(request, base_env):
+    """The stand-in always; a real ComfyUI checkout too when COMFYUI_PATH names one
+    (with COMFYUI_PYTHON, the interpreter that has its requirements, torch included)."""
+    if request.param == "standin":
+        return dict(base_env, standin="1")
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        pytest.skip("COMFYUI_PATH is not set: no real ComfyUI checkout to run")
+    return dict(base_env, COMFY_APP_DIRECTORY=path,
+                COMFY_PYTHON=os.environ.get("COMFYUI_PYTHON", sys.executable))
+
+
+def test_two_instances_on_one_tree(checkout_env, tmp_path):
     data = tmp_path / "data"
-    env1 = dict(base_env, COMFY_INSTANCE_ID="core-1")
-    env2 = dict(base_env, COMFY_INSTANCE_ID="core-2")
+    standin = checkout_env.pop("standin", None) is not None
+    startup = 20 if standin else 120
+    env1 = dict(checkout_env, COMFY_INSTANCE_ID="core-1")
+    env2 = dict(checkout_env, COMFY_INSTANCE_ID="core-2")
     port1, port2 = free_port(), free_port()
     first = start(env1, port1)
     try:
-        ready(port1)
+        ready(port1, startup)
         (data / "shared" / "models" / "checkpoints" / "shared.safetensors").write_bytes(b"w")
         first_temp = data / "instances" / "core-1" / "temp"
         (first_temp / "in-progress.png").write_bytes(b"busy")
         second = start(env2, port2)
         try:
-            ready(port2)
+            ready(port2, startup)
             for instance, port in (("core-1", port1), ("core-2", port2)):
                 paths = get_json(f"http://127.0.0.1:{port}/internal/folder_paths")
                 own = data / "instances" / instance
                 assert paths["custom_nodes"] == [str(own / "custom_nodes")]
-                for name in ("user", "temp", "output"):
-                    assert paths[name] == [str(own / name)]
+                if standin:  # the real ComfyUI lists model and node folders only
+                    for name in ("user", "temp", "output"):
+                        assert paths[name] == [str(own / name)]
+                assert (own / "temp").is_dir()  # ComfyUI made its temp in its own folder
                 assert paths["checkpoints"] == [str(own / "models" / "checkpoints")]
-                assert paths["database"] == [str(own / "user" / "comfyui.db")]
+                if standin:
+                    assert paths["database"] == [str(own / "user" / "comfyui.db")]
                 assert get_json(f"http://127.0.0.1:{port}/models/checkpoints") == ["shared.safetensors"]
             # The second start wiped only its own temp.
             assert (first_temp / "in-progress.png").read_bytes() == b"busy"
