@@ -150,6 +150,11 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
     try:
         while True:
             current = registry.load()["claims"].get(instance_id)
+            if current is None and lock_file is None:
+                raise BusyError(
+                    f"instance {instance_id!r} has no claim in the registry, but a live process on this "
+                    f"host holds its lock {lock_path} (was the registry reset while it ran?); stop that "
+                    "comfy-init first (`fuser -v` on the lock file shows it)")
             if current is not None and not _holder_is_gone(current, me, lock_file):
                 if time.time() - _parse_utc(current["renewed_at"]) < lease:
                     raise BusyError(describe_holder(instance_id, current, lease))
