@@ -102,6 +102,16 @@ def resolve_device(config, environ, root="/"):
     return "cpu", "no NVIDIA GPU found (no /dev/nvidiactl, /dev/nvidia<N> or /proc/driver/nvidia/gpus)"
 
 
+def system_stats_url(config):
+    """Where this instance's ComfyUI answers when ready (from inside its own container or host)."""
+    host = config.listen.split(",")[0]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}/system_stats"
+
+
 def database_path(config):
     return os.path.join(config.base_dir, "user", "comfyui.db")
 

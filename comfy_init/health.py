@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
+from comfy_init.comfyui import system_stats_url
 from comfy_init.config import load_config
 
 
@@ -19,15 +20,6 @@ class HealthResult:
 
     def as_dict(self):
         return {"url": self.url, "healthy": self.healthy, "detail": self.detail}
-
-
-def system_stats_url(config):
-    host = config.listen.split(",")[0]
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.port}/system_stats"
 
 
 def check_health(environ=None, timeout=5.0):

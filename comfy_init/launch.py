@@ -9,6 +9,7 @@ import socket
 import threading
 
 from comfy_init import claims, log, privileges, signals
+from comfy_init.comfyui import system_stats_url
 from comfy_init.errors import TEMPFAIL, BusyError, DataError
 from comfy_init.registry import Registry
 from comfy_init.supervisor import ChildSpec, Supervisor
@@ -34,7 +35,7 @@ def launch(plan, environ):
         spec = ChildSpec(plan.command, _child_environment(environ, config, user), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
                          extra_groups=user and user.groups)
-        supervisor = Supervisor(spec, stop_timeout=config.stop_timeout, ready_url=_ready_url(config),
+        supervisor = Supervisor(spec, stop_timeout=config.stop_timeout, ready_url=system_stats_url(config),
                                 reboot_marker=_session_path(config) + ".reboot", claim_lost=lost)
         renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
         renewer.start()
@@ -97,15 +98,6 @@ def _session_path(config):
     # In the instance's own user folder: written by ComfyUI-Manager as ComfyUI's user, and not in
     # temp, which ComfyUI deletes on exit.
     return os.path.join(config.base_dir, "user", SESSION_NAME)
-
-
-def _ready_url(config):
-    host = config.listen.split(",")[0]
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.port}/system_stats"
 
 
 def _child_environment(environ, config, user):
