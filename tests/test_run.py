@@ -147,7 +147,7 @@ def test_two_instances_on_one_tree(checkout_env, tmp_path):
                     for name in ("user", "temp", "output"):
                         assert paths[name] == [str(own / name)]
                 assert (own / "temp").is_dir()  # ComfyUI made its temp in its own folder
-                assert paths["checkpoints"] == [str(own / "models" / "checkpoints")]
+                assert paths["checkpoints"][0] == str(own / "models" / "checkpoints")
                 if standin:
                     assert paths["database"] == [str(own / "user" / "comfyui.db")]
                 assert get_json(f"http://127.0.0.1:{port}/models/checkpoints") == ["shared.safetensors"]
