@@ -29,6 +29,10 @@ class LostClaim(BusyError):
     """Our claim was taken over while we were not looking (we were frozen or cut off)."""
 
 
+class StopRequested(Exception):
+    """A stop signal arrived while we waited to claim: give up without claiming."""
+
+
 def utc_now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -137,8 +141,13 @@ def _try_flock(path):
     return file
 
 
-def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sleep):
-    """Claim `config.instance_id`, or raise BusyError (75) naming the live holder."""
+def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sleep,
+            stop_requested=lambda: False):
+    """Claim `config.instance_id`, or raise BusyError (75) naming the live holder.
+
+    Watching a silent holder takes a whole lease; `stop_requested` is polled meanwhile, and
+    StopRequested ends the wait without a claim.
+    """
     lease = config.claim_lease if lease is None else lease
     instance_id = config.instance_id
     locks_dir = os.path.join(config.meta_dir, "locks")
@@ -158,7 +167,8 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
             if current is not None and not _holder_is_gone(current, me, lock_file):
                 if time.time() - _parse_utc(current["renewed_at"]) < lease:
                     raise BusyError(describe_holder(instance_id, current, lease))
-                if not _heartbeat_stands_still(registry, instance_id, current, lease, clock, sleep):
+                if not _heartbeat_stands_still(registry, instance_id, current, lease, clock, sleep,
+                                               stop_requested):
                     raise BusyError(describe_holder(instance_id, registry.load()["claims"][instance_id], lease))
             claim = _take(registry, config, instance_id, current, me, lease, lock_file, lock_path)
             if claim is not None:
@@ -175,11 +185,13 @@ def _holder_is_gone(record, me, lock_file):
     return record["boot_id"] == me["boot_id"] and lock_file is not None
 
 
-def _heartbeat_stands_still(registry, instance_id, seen, lease, clock, sleep):
+def _heartbeat_stands_still(registry, instance_id, seen, lease, clock, sleep, stop_requested):
     """Watch the holder for one lease on our monotonic clock; True if it never renewed."""
     started = clock()
     while clock() - started < lease:
         sleep(WATCH_STEP)
+        if stop_requested():
+            raise StopRequested()
         now = registry.load()["claims"].get(instance_id)
         if now is None:
             return True

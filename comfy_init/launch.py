@@ -25,7 +25,11 @@ def launch(plan, environ):
     registry = Registry(config.meta_dir)
     _recover_registry_if_asked(registry, config)
 
-    claim = claims.acquire(registry, config)
+    try:
+        claim = claims.acquire(registry, config, stop_requested=signals.stop_pending)
+    except claims.StopRequested:
+        log.info("stop requested while waiting for the claim: not starting ComfyUI")
+        return 0
     log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
     lost = threading.Event()
     try:

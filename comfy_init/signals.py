@@ -80,3 +80,8 @@ def take_pending():
     while pending:
         taken.append(pending.popleft())  # popleft is atomic against a handler appending
     return taken
+
+
+def stop_pending():
+    """True when a stop signal has arrived and not been taken yet (for waits before ComfyUI runs)."""
+    return any(signum in STOP_SIGNALS for signum in list(pending))

@@ -48,6 +48,7 @@ class Supervisor:
         self.stop_reason = None
         self.kill_deadline = None
         self.spawn_count = 0
+        self.ready = False  # set by the readiness thread once /system_stats answered
 
     # -- the jobs -----------------------------------------------------------------------------
 
@@ -68,6 +69,7 @@ class Supervisor:
             return 126
         self.child_pgid = self.child.pid
         self.child_status = None
+        self.ready = False
         self.spawn_count += 1
         log.info(f"started ComfyUI: pid {self.child.pid}, command: {' '.join(self.spec.command)}")
         if self.ready_url:
@@ -182,6 +184,12 @@ class Supervisor:
         code = os.waitstatus_to_exitcode(self.child_status)
         status = 128 - code if code < 0 else code
         how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"code {code}"
+        if self.stop_reason is not None and (code == -signal.SIGINT or (code == 1 and not self.ready)):
+            # Our SIGINT reached ComfyUI before its Python could turn it into a graceful stop (it
+            # dies of the signal, or exits 1 when it lands inside start-up): that is the stop we
+            # asked for, not a failure.
+            log.info(f"ComfyUI was stopped while starting up ({how}); comfy-init exits 0")
+            return 0
         log.info(f"ComfyUI exited with {how}; comfy-init exits {status}")
         return status
 
@@ -211,6 +219,7 @@ class Supervisor:
             try:
                 with urllib.request.urlopen(self.ready_url, timeout=2) as response:
                     if response.status == 200:
+                        self.ready = True
                         log.info(f"ComfyUI is ready: {self.ready_url} answered (pid {pid})")
                         return
             except Exception:  # not listening yet; any error means "not ready"

@@ -306,7 +306,7 @@ def test_stop_request_while_watching_a_frozen_holder_ends_the_watch(tree):
     os.kill(holder.pid, signal.SIGCONT)
 
     claim = tree.claim()
-    assert took < 1.0 and "claimed instance" not in waiter.stderr(), (
+    assert took < lease - 1.2 and "claimed instance" not in waiter.stderr(), (
         f"the stop waited {took:.2f} s: the watch went on and ended in a claim\n{waiter.output()}")
     assert status in (0, BUSY)
     assert claim is not None and claim["token"] == holder_claim["token"]

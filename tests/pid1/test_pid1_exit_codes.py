@@ -10,7 +10,6 @@ from pid1_support import ComfyInit, free_port
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
 
-ALL_CODES_VARIABLE = "COMFY_INIT_TEST_ALL_EXIT_CODES"
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 42, 127, 128, 255])
@@ -22,7 +21,7 @@ def test_exit_code_passes_through(setup, launch, code):
     assert setup.instance_id not in setup.registry()["claims"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGABRT, signal.SIGINT],
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGABRT, signal.SIGINT, signal.SIGKILL],
                          ids=lambda s: signal.Signals(s).name)
 def test_signal_death_gives_128_plus_n(setup, launch, signum):
     run = launch(setup.env(STANDIN_EXIT_SIGNAL=int(signum)))
@@ -31,20 +30,6 @@ def test_signal_death_gives_128_plus_n(setup, launch, signum):
     assert f"ComfyUI exited with signal {int(signum)}" in run.stderr()
 
 
-def test_sigkill_death_gives_137(setup, launch, tmp_path):
-    # STANDIN_EXIT_SIGNAL=9 cannot work: the stand-in first calls signal.signal(SIGKILL, SIG_DFL),
-    # which raises EINVAL, so it exits 1. A shell that kills itself stands in instead.
-    suicide = tmp_path / "kill-self.sh"
-    suicide.write_text("#!/bin/sh\nkill -KILL $$\n")
-    suicide.chmod(0o755)
-    run = launch(setup.env(COMFY_PYTHON=suicide))
-    status = run.wait(timeout=15)
-    assert status == 128 + signal.SIGKILL, run.output()
-    assert "ComfyUI exited with signal 9 (SIGKILL)" in run.stderr()
-
-
-@pytest.mark.skipif(os.environ.get(ALL_CODES_VARIABLE) != "1",
-                    reason=f"256 comfy-init starts take ~25 s on 2 cores; set {ALL_CODES_VARIABLE}=1")
 def test_every_exit_code_passes_through(setup, tmp_path):
     # A shell that exits at once stands in for ComfyUI: this checks comfy-init, not the stand-in.
     exiter = tmp_path / "exit-with.sh"

@@ -156,7 +156,8 @@ def apply_test_knobs():
     if signum:
         signum = int(signum)
         # Python catches SIGINT itself; the default disposition makes every signal really kill us.
-        signal.signal(signum, signal.SIG_DFL)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # their disposition cannot be changed
+            signal.signal(signum, signal.SIG_DFL)
         record("exit_signal", signal=signum)
         os.kill(os.getpid(), signum)
         time.sleep(5)  # a signal whose default is to ignore it (SIGCHLD...) lands here
