@@ -10,6 +10,7 @@ every container start.
 
 import json
 import os
+import shlex
 import sys
 
 from comfy_init import log
@@ -61,13 +62,8 @@ class Plan:
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
                   "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
         lines += [f"  {step.describe()}" for step in self.steps]
-        lines += ["", "command:", "  " + " ".join(_quote(arg) for arg in self.command)]
+        lines += ["", "command:", "  " + shlex.join(self.command)]
         return "\n".join(lines)
-
-
-def _quote(arg):
-    import shlex
-    return shlex.quote(arg)
 
 
 def parse_arguments(argv):
