@@ -64,35 +64,28 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, backup: str | os.PathL
             _remove_quietly(temp)
 
 
-def clean_stale_temps(path: str | os.PathLike, *, older_than: float = 60.0) -> list[str]:
+def clean_stale_temps(path: str | os.PathLike) -> list[str]:
     """Remove temporary files that interrupted writes of `path` left behind; return their paths.
 
-    A file goes when it is older than `older_than` seconds or when the process named in it is not
-    running. Call it only while holding the lock that all writers of `path` take: then no live
-    writer owns such a file, and the pid test (which cannot see other PID namespaces) only decides
-    how soon a stray goes, never whether a live write is broken.
+    Call it only while holding the lock that every writer of `path` takes: a writer makes its
+    temporary file only under that lock, so while we hold it every such file belongs to a writer
+    that died. (Judging by the pid in the name would be wrong: pids are reused, and other PID
+    namespaces cannot be seen.)
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     pattern = re.compile(re.escape("." + os.path.basename(path)) + r"\.tmp-(\d+)-[0-9a-f]+\Z")
     removed = []
-    now = time.time()
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
     for name in names:
-        match = pattern.match(name)
-        if match is None:
+        if pattern.match(name) is None:
             continue
         candidate = os.path.join(directory, name)
-        try:
-            age = now - os.lstat(candidate).st_mtime
-        except OSError:
-            continue
-        if age > older_than or not _pid_running(int(match.group(1))):
-            if _remove_quietly(candidate):
-                removed.append(candidate)
+        if _remove_quietly(candidate):
+            removed.append(candidate)
     return removed
 
 
@@ -274,18 +267,6 @@ def _still_the_lock_file(fd: int, path: str) -> bool:
         return False
     held = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _pid_running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _remove_quietly(path: str) -> bool:

@@ -12,7 +12,7 @@ Every comfy-init sharing a data tree reads and writes this one file, so:
 
 A writer killed in the middle of a write can leave `.instance-registry.json.tmp-<pid>-<random>` (or
 `.instance-registry.json.bak.tmp-...`) behind. Such files are harmless, nothing reads them, and the
-next transaction removes those whose process is gone or that are more than a minute old.
+next transaction removes them all (under the lock, no live writer can own one).
 
 jsonschema is imported on the first validation, not with this module: `comfy-init run` imports
 this module on its start-up path, before it needs to read a registry.
