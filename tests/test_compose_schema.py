@@ -1,0 +1,285 @@
+"""The compose files: valid Compose Specification, and the rules comfy-init's services follow.
+
+Only docker-compose 1.29 (Compose v1) can run here, so validity for Compose v2 users is checked
+against the specification's JSON schema (../shared/schemas/compose-spec.json, beside the checkout).
+The rules (ports, profiles, stop grace, GPUs, one data mount) are checked on the parsed YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_DIR = ROOT / "compose"
+COMPOSE_FILES = sorted([*COMPOSE_DIR.glob("*.yml"), *COMPOSE_DIR.glob("*.yaml")])
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+
+DATA_MOUNT = "${COMFY_DATA_PATH:-./data}:/data"
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+]([^}]*))?\}")
+
+# service -> (profile, port, variant). Compatibility services share 8188 and run one at a time;
+# every multi-instance port is distinct, so all multi-* profiles can run together.
+COMPAT_SERVICES = {
+    "core": ("core", 8188, "core"),
+    "complete": ("complete", 8188, "complete"),
+    "cpu": ("cpu", 8188, "cpu"),
+}
+MULTI_SERVICES = {
+    "core-1": ("multi-core", 8188, "core"),
+    "core-2": ("multi-core", 8189, "core"),
+    "complete-1": ("multi-complete", 8190, "complete"),
+    "cpu-1": ("multi-cpu", 8191, "cpu"),
+    "cpu-2": ("multi-cpu", 8192, "cpu"),
+}
+ALL_SERVICES = {**COMPAT_SERVICES, **MULTI_SERVICES}
+# The GPU id of each GPU service comes from this variable of .env.
+GPU_VARIABLES = {
+    "core": "CORE_GPU",
+    "complete": "COMPLETE_GPU",
+    "core-1": "CORE_1_GPU",
+    "core-2": "CORE_2_GPU",
+    "complete-1": "COMPLETE_1_GPU",
+}
+# Top-level keys docker-compose 1.29 understands (plus x- extension fields).
+V1_TOP_LEVEL = {"version", "services", "networks", "volumes", "secrets", "configs"}
+
+
+def find_schema() -> Path:
+    """compose-spec.json: $COMPOSE_SPEC_SCHEMA, else shared/ beside the checkout or inside it."""
+    candidates = []
+    if os.environ.get("COMPOSE_SPEC_SCHEMA"):
+        candidates.append(Path(os.environ["COMPOSE_SPEC_SCHEMA"]))
+    for base in (ROOT.parent, ROOT):
+        candidates.append(base / "shared" / "schemas" / "compose-spec.json")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = "\n  ".join(str(c) for c in candidates)
+    pytest.fail(
+        "compose-spec.json not found; tried:\n  " + tried + "\nThe CI clone has shared/ beside it "
+        "(../shared/schemas/compose-spec.json); elsewhere set COMPOSE_SPEC_SCHEMA to the file.",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with find_schema().open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)  # resolves anchors and << merge keys, as Compose does
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return load(COMPOSE_DIR / "docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def services(compose):
+    return compose["services"]
+
+
+def default_of(value) -> str:
+    """The value Compose uses when no variable is set: ${X:-8} -> 8; plain text stays as it is."""
+    text = str(value)
+    match = INTERPOLATION.fullmatch(text)
+    if match:
+        return match.group(2) or ""
+    return text
+
+
+def seconds(duration: str) -> float:
+    """A Compose duration (15s, 1m30s, 500ms, 2h) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a duration: {duration!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def environment(service: dict) -> dict:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {k: (None if v is None else str(v)) for k, v in env.items()}
+
+
+def port_pairs(service: dict) -> list[tuple[int, int]]:
+    pairs = []
+    for port in service.get("ports") or []:
+        assert isinstance(port, str), f"write ports as \"HOST:CONTAINER\" strings: {port!r}"
+        host, _, container = port.rpartition(":")
+        pairs.append((int(host.rpartition(":")[2]), int(container.split("/")[0])))
+    return pairs
+
+
+# --- the specification ------------------------------------------------------------------------------
+
+
+def test_compose_files_exist():
+    assert COMPOSE_FILES, f"no compose files in {COMPOSE_DIR}"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_valid_against_compose_spec(path, schema):
+    jsonschema.validate(load(path), schema, cls=jsonschema.Draft7Validator)
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_only_what_compose_v1_understands(path):
+    document = load(path)
+    unknown = {k for k in document if not k.startswith("x-")} - V1_TOP_LEVEL
+    assert not unknown, f"top-level keys docker-compose 1.29 does not know: {sorted(unknown)}"
+    for name, service in document["services"].items():
+        assert "develop" not in service and "include" not in document, name
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_docker_compose_v1_accepts_it(path, tmp_path):
+    """docker-compose 1.29 itself parses, interpolates and validates the file (no engine needed)."""
+    profiles = sorted({p for s in load(path)["services"].values() for p in s.get("profiles", [])})
+    command = ["docker-compose", "--project-directory", str(path.parent), "-f", str(path)]
+    for profile in profiles:
+        command += ["--profile", profile]
+    # An empty environment file: a developer's compose/.env must not change the outcome.
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    result = subprocess.run(
+        [*command, "--env-file", str(env_file), "config", "-q"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+
+
+# --- comfy-init's rules -----------------------------------------------------------------------------
+
+
+def test_exactly_the_documented_services(services):
+    assert set(services) == set(ALL_SERVICES)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_profile_port_and_mode(services, name):
+    profile, port, _ = ALL_SERVICES[name]
+    service = services[name]
+    env = environment(service)
+    assert service.get("profiles") == [profile]
+    # Host and container port agree, so the URL ComfyUI prints is the one to open.
+    assert port_pairs(service) == [(port, port)]
+    assert env.get("COMFY_PORT") == str(port)
+    if name in MULTI_SERVICES:
+        assert env.get("COMFY_MULTI_INSTANCE") == "true"
+        assert env.get("COMFY_INSTANCE_ID") == name
+        assert DNS_LABEL.match(name), "instance ids are DNS labels"
+    else:
+        assert env.get("COMFY_MULTI_INSTANCE") == "false"
+        assert "COMFY_INSTANCE_ID" not in env
+
+
+def test_profiles_that_run_together_use_distinct_ports(services):
+    multi_ports = [port_pairs(services[name])[0][0] for name in MULTI_SERVICES]
+    assert len(multi_ports) == len(set(multi_ports)), "multi-core, multi-complete and multi-cpu combine"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_one_shared_data_mount(services, name):
+    assert services[name].get("volumes") == [DATA_MOUNT]
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_stop_grace_outlasts_comfy_init_stop_timeout(services, name):
+    service = services[name]
+    stop_timeout = float(default_of(environment(service).get("COMFY_STOP_TIMEOUT") or "8"))
+    grace = seconds(default_of(service.get("stop_grace_period", "10s")))
+    assert grace > stop_timeout + 2, (
+        f"{name}: stop_grace_period {grace:g} s must leave comfy-init time after its "
+        f"COMFY_STOP_TIMEOUT of {stop_timeout:g} s to release the instance")
+    assert service.get("stop_signal", "SIGTERM") == "SIGTERM"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_comfy_init_is_pid_1(services, name):
+    assert "init" not in services[name], "no `init:` - comfy-init is the container's PID 1"
+    assert "entrypoint" not in services[name], "the image's ENTRYPOINT is comfy-init run"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_gpu_reservations(services, name):
+    devices = (services[name].get("deploy") or {}).get("resources", {}).get("reservations", {}).get("devices")
+    if name not in GPU_VARIABLES:
+        assert not devices, f"{name} is a CPU service and must not request GPUs"
+        return
+    assert devices and len(devices) == 1, f"{name} requests one GPU device entry"
+    device = devices[0]
+    assert device.get("driver") == "nvidia"
+    assert device.get("capabilities") == ["gpu"]
+    assert "count" not in device, "device_ids and count exclude each other"
+    ids = device.get("device_ids")
+    assert isinstance(ids, list) and len(ids) == 1
+    match = INTERPOLATION.fullmatch(ids[0])
+    assert match and match.group(1) == GPU_VARIABLES[name], f"{name}: device id from {GPU_VARIABLES[name]}"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SERVICES))
+def test_build_and_overridable_image(services, name):
+    _, _, variant = ALL_SERVICES[name]
+    service = services[name]
+    assert service["build"] == {"context": "..", "dockerfile": f"docker/Dockerfile.{variant}"}
+    assert (ROOT / service["build"]["dockerfile"]).is_file()
+    variable = f"COMFY_{variant.upper()}_IMAGE"
+    assert service["image"] == f"${{{variable}:-comfy-init/{variant}:latest}}"
+
+
+def strings(node):
+    """Every string value of a parsed document (comments are gone, anchors resolved)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def interpolations(document):
+    """(variable, default) for every ${...} in the document's values."""
+    return [(m.group(1), m.group(2) or "") for text in strings(document) for m in INTERPOLATION.finditer(text)]
+
+
+def test_env_example_names_every_variable(compose):
+    used = {name for name, _ in interpolations(compose)}
+    example = {
+        line.split("=", 1)[0].strip()
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+    assert used <= example, f"missing from .env.example: {sorted(used - example)}"
+    assert example <= used, f"in .env.example but unused: {sorted(example - used)}"
+
+
+def test_env_example_defaults_match_the_compose_file(compose):
+    """The example's values are the compose file's own defaults: copying it changes nothing."""
+    defaults = {}
+    for name, default in interpolations(compose):
+        defaults.setdefault(name, set()).add(default)
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            assert defaults.get(key) == {value}, f"{key}={value} but the compose default is {defaults.get(key)}"
