@@ -100,6 +100,7 @@ class Claim:
                 raise LostClaim(self._lost_message(current))
             current["heartbeat"] += 1
             current["renewed_at"] = utc_now()
+            current["holds_lock"] = self._lock_file is not None
             self.record = dict(current)
 
     def release(self):
@@ -167,9 +168,9 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
             if current is not None and not _holder_is_gone(current, me, lock_file):
                 if time.time() - _parse_utc(current["renewed_at"]) < lease:
                     raise BusyError(describe_holder(instance_id, current, lease))
-                if not _heartbeat_stands_still(registry, instance_id, current, lease, clock, sleep,
-                                               stop_requested):
-                    raise BusyError(describe_holder(instance_id, registry.load()["claims"][instance_id], lease))
+                latest = _watch_heartbeat(registry, instance_id, current, lease, clock, sleep, stop_requested)
+                if latest is not None:
+                    raise BusyError(describe_holder(instance_id, latest, lease))
             claim = _take(registry, config, instance_id, current, me, lease, lock_file, lock_path)
             if claim is not None:
                 return claim
@@ -181,12 +182,15 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
 
 
 def _holder_is_gone(record, me, lock_file):
-    # Same kernel and its lock is free: the holding process no longer exists.
-    return record["boot_id"] == me["boot_id"] and lock_file is not None
+    # Same kernel, the holder had the lock, and now it is free: the holding process no longer
+    # exists. (A holder that took over from a frozen one may not have the lock yet: holds_lock
+    # false; only its lease can tell.)
+    return record["boot_id"] == me["boot_id"] and record.get("holds_lock", True) and lock_file is not None
 
 
-def _heartbeat_stands_still(registry, instance_id, seen, lease, clock, sleep, stop_requested):
-    """Watch the holder for one lease on our monotonic clock; True if it never renewed."""
+def _watch_heartbeat(registry, instance_id, seen, lease, clock, sleep, stop_requested):
+    """Watch the holder for one lease on our monotonic clock. Return its newer record if it renewed,
+    None if it stood still (or went away)."""
     started = clock()
     while clock() - started < lease:
         sleep(WATCH_STEP)
@@ -194,10 +198,10 @@ def _heartbeat_stands_still(registry, instance_id, seen, lease, clock, sleep, st
             raise StopRequested()
         now = registry.load()["claims"].get(instance_id)
         if now is None:
-            return True
+            return None
         if (now["token"], now["heartbeat"]) != (seen["token"], seen["heartbeat"]):
-            return False
-    return True
+            return now
+    return None
 
 
 def _take(registry, config, instance_id, judged, me, lease, lock_file, lock_path):
@@ -215,7 +219,8 @@ def _take(registry, config, instance_id, judged, me, lease, lock_file, lock_path
         instance["port"] = config.port
         instance["listen"] = config.listen
         record = dict(me, generation=generation, token=uuid.uuid4().hex, since=now, renewed_at=now,
-                      heartbeat=0, lease_seconds=lease, port=config.port, listen=config.listen)
+                      heartbeat=0, lease_seconds=lease, port=config.port, listen=config.listen,
+                      holds_lock=lock_file is not None)
         document["claims"][instance_id] = record
     return Claim(registry, instance_id, dict(record), lock_file, lock_path)
 

@@ -1,0 +1,90 @@
+"""The claim rules, judged on registry records written by hand (no processes)."""
+
+import pytest
+
+from comfy_init import claims
+from comfy_init.config import load_config
+from comfy_init.errors import BusyError
+from comfy_init.registry import Registry
+
+
+@pytest.fixture
+def setup(tmp_path):
+    config = load_config({"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
+                          "COMFY_DATA_DIRECTORY": str(tmp_path), "COMFY_CLAIM_LEASE": "1"})
+    return config, Registry(config.meta_dir)
+
+
+def plant(registry, **fields):
+    record = {"generation": 4, "token": "other", "host": "h", "boot_id": claims.boot_id(),
+              "container_id": None, "pid": 999999, "since": claims.utc_now(), "renewed_at": claims.utc_now(),
+              "heartbeat": 7, "lease_seconds": 1.0, "port": 8188, "listen": "0.0.0.0"}
+    record.update(fields)
+    with registry.transaction() as document:
+        document["instances"]["core-1"] = {"created_at": claims.utc_now(), "claim_generation": 4}
+        document["claims"]["core-1"] = record
+    return record
+
+
+def test_dead_holder_on_this_host_is_taken_over_at_once(setup):
+    config, registry = setup
+    plant(registry)  # same boot id, lock free: its process is gone
+    slept = []
+    claim = claims.acquire(registry, config, sleep=slept.append)
+    assert slept == [] and claim.generation == 5
+    assert registry.load()["claims"]["core-1"]["holds_lock"] is True
+    claim.release()
+    assert "core-1" not in registry.load()["claims"]
+
+
+def test_fresh_holder_without_the_lock_is_not_taken_for_dead(setup):
+    # A holder that took over from a frozen one runs without the lock until that one exits; a free
+    # lock then proves nothing about it.
+    config, registry = setup
+    plant(registry, holds_lock=False)
+    with pytest.raises(BusyError) as caught:
+        claims.acquire(registry, config, sleep=lambda _: None)
+    assert "instance 'core-1' is already running: held by h, pid 999999" in caught.value.problems[0]
+    assert registry.load()["claims"]["core-1"]["token"] == "other"
+
+
+def test_silent_holder_elsewhere_is_taken_over_after_a_lease_on_our_clock(setup):
+    config, registry = setup
+    plant(registry, boot_id="another-host", renewed_at="2000-01-01T00:00:00Z")
+    now = [0.0]
+    claim = claims.acquire(registry, config, clock=lambda: now[0],
+                           sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    assert now[0] >= 1.0  # watched a whole lease before taking over
+    assert claim.generation == 5
+
+
+def test_a_renewing_holder_elsewhere_keeps_its_claim(setup):
+    config, registry = setup
+    record = plant(registry, boot_id="another-host", renewed_at="2000-01-01T00:00:00Z")
+
+    def holder_renews(_seconds):
+        with registry.transaction() as document:
+            document["claims"]["core-1"]["heartbeat"] += 1
+
+    with pytest.raises(BusyError):
+        claims.acquire(registry, config, sleep=holder_renews)
+    assert registry.load()["claims"]["core-1"]["token"] == record["token"]
+
+
+def test_a_stop_request_ends_the_watch_without_a_claim(setup):
+    config, registry = setup
+    plant(registry, boot_id="another-host", renewed_at="2000-01-01T00:00:00Z")
+    with pytest.raises(claims.StopRequested):
+        claims.acquire(registry, config, sleep=lambda _: None, stop_requested=lambda: True)
+    assert registry.load()["claims"]["core-1"]["token"] == "other"
+
+
+def test_renewal_after_a_takeover_raises_lost_claim_and_writes_nothing(setup):
+    config, registry = setup
+    claim = claims.acquire(registry, config)
+    with registry.transaction() as document:
+        document["claims"]["core-1"]["token"] = "taken-over"
+    revision = registry.load()["revision"]
+    with pytest.raises(claims.LostClaim):
+        claim.renew()
+    assert registry.load()["revision"] == revision
