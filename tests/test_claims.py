@@ -7,135 +7,23 @@ Timings are printed (pytest -s shows them) and asserted only against generous bo
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 try:
-    from tests.standin import free_port, get_json, make_checkout, wait_until
+    from tests.comfyinit_process import ComfyInitProcess, alive, instance_env, read_registry
+    from tests.standin import free_port, make_checkout, wait_until
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from standin import free_port, get_json, make_checkout, wait_until
-
-from comfy_init.registry import Registry
+    from comfyinit_process import ComfyInitProcess, alive, instance_env, read_registry
+    from standin import free_port, make_checkout, wait_until
 
 INSTANCE = "claims-test"
 BUSY = 75
-FOREIGN_PREFIXES = ("COMFY_", "STANDIN_", "__COMFY_CLI_SESSION__", "CLI_ARGS", "PUID", "PGID")
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as file:
-                if int(file.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-class Run:
-    """One `comfy-init run` process with its own stand-in event log and captured output."""
-
-    def __init__(self, tree: "Tree", name: str, env: dict[str, str], port: int):
-        self.name = name
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.events_path = tree.tmp_path / f"{name}.events.jsonl"
-        self.err_path = tree.tmp_path / f"{name}.stderr"
-        self.out_path = tree.tmp_path / f"{name}.stdout"
-        env = dict(env, STANDIN_LOG_FILE=str(self.events_path))
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.started_at = time.monotonic()
-            self.proc = subprocess.Popen([sys.executable, "-m", "comfy_init", "run"], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        self.pid = self.proc.pid
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(encoding="utf-8", errors="replace")
-
-    def output(self) -> str:
-        out = self.out_path.read_text(encoding="utf-8", errors="replace")
-        return f"--- {self.name} stderr ---\n{self.stderr()}--- {self.name} stdout ---\n{out}"
-
-    def events(self, name: str | None = None) -> list[dict]:
-        try:
-            lines = self.events_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        events = []
-        for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return [e for e in events if name is None or e["event"] == name]
-
-    def comfyui_pids(self) -> list[int]:
-        return [e["pid"] for e in self.events("started")]
-
-    def wait_log(self, text: str, timeout: float = 15.0) -> float:
-        """Seconds from this run's start until a line of its stderr held `text`."""
-        def logged():
-            if text in self.stderr():
-                return time.monotonic() - self.started_at
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited ({self.proc.returncode}) without logging "
-                                     f"{text!r}\n{self.output()}")
-            return None
-        try:
-            return wait_until(logged, timeout=timeout, interval=0.005)
-        except TimeoutError:
-            raise AssertionError(f"{self.name} did not log {text!r} in {timeout} s\n{self.output()}") from None
-
-    def wait_ready(self, timeout: float = 15.0) -> dict:
-        def answered():
-            if self.proc.poll() is not None:
-                return "exited"
-            return get_json(self.url + "/system_stats")
-        result = wait_until(answered, timeout=timeout)
-        if result == "exited":
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode} before ComfyUI was "
-                                 f"ready\n{self.output()}")
-        return result
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} still running after {timeout} s\n{self.output()}") from None
-
-    def kill(self) -> None:
-        """SIGKILL comfy-init and every ComfyUI it started (the latter may be orphans by now)."""
-        for pid in [*self.comfyui_pids(), *(_children(self.pid) if self.proc.poll() is None else [])]:
-            try:
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 class Tree:
@@ -145,22 +33,20 @@ class Tree:
         self.tmp_path = tmp_path
         self.app = make_checkout(tmp_path / "app")
         self.data = tmp_path / "data"
-        self.runs: list[Run] = []
+        self.runs: list[ComfyInitProcess] = []
 
-    def start(self, name: str, *, instance_id: str = INSTANCE, port: int | None = None, **extra) -> Run:
-        port = free_port() if port is None else port
-        env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
-        env.update(COMFY_MULTI_INSTANCE="true", COMFY_INSTANCE_ID=instance_id,
-                   COMFY_DATA_DIRECTORY=str(self.data), COMFY_APP_DIRECTORY=str(self.app),
-                   COMFY_PORT=str(port), COMFY_LISTEN="127.0.0.1", COMFY_DEVICE="cpu",
-                   COMFY_STOP_TIMEOUT="5", PYTHONUNBUFFERED="1")
-        env.update({key: str(value) for key, value in extra.items()})
-        run = Run(self, name, env, port)
+    def start(self, name: str, *, instance_id: str = INSTANCE, port: int | None = None,
+              **extra) -> ComfyInitProcess:
+        """A `comfy-init run` with its own stand-in event log and captured output."""
+        env = instance_env(instance_id=instance_id, data=self.data, app=self.app,
+                           port=free_port() if port is None else port, **extra)
+        env["STANDIN_LOG_FILE"] = str(self.tmp_path / f"{name}.events.jsonl")
+        run = ComfyInitProcess(env, self.tmp_path, name).start()
         self.runs.append(run)
         return run
 
     def registry(self) -> dict:
-        return Registry(self.data / "meta").load()
+        return read_registry(self.data)
 
     def claim(self, instance_id: str = INSTANCE) -> dict | None:
         return self.registry()["claims"].get(instance_id)
@@ -181,12 +67,7 @@ def tree(tmp_path):
     tree = Tree(tmp_path)
     yield tree
     for run in tree.runs:
-        run.kill()
-
-
-def _stop(run: Run) -> int:
-    run.proc.send_signal(signal.SIGTERM)
-    return run.wait(timeout=15)
+        run.kill(also=run.comfyui_pids())  # a ComfyUI may be an orphan by now
 
 
 # -- tests -------------------------------------------------------------------------------------------
@@ -210,7 +91,7 @@ def test_duplicate_start_exits_75_at_once_naming_the_holder(tree):
     assert duplicate.events() == [], "the duplicate must not start ComfyUI"
     assert tree.claim()["token"] == record["token"]
     assert holder.proc.poll() is None
-    assert _stop(holder) == 0
+    assert holder.stop() == 0
 
 
 def test_claim_of_a_holder_killed_with_sigkill_is_taken_over_at_once(tree):
@@ -222,11 +103,11 @@ def test_claim_of_a_holder_killed_with_sigkill_is_taken_over_at_once(tree):
     dead.proc.kill()
     dead.proc.wait(timeout=10)
     os.kill(comfyui, signal.SIGKILL)  # orphaned now; it would keep the port and the database
-    wait_until(lambda: not _alive(comfyui), timeout=10)
+    wait_until(lambda: not alive(comfyui), timeout=10)
     assert tree.claim() == stale, "kill -9 leaves the claim record behind"
 
     successor = tree.start("successor", port=dead.port)
-    claimed_after = successor.wait_log("claimed instance")
+    claimed_after = successor.wait_logged("claimed instance")
     print(f"claimed {claimed_after:.3f} s after start, the dead holder's record still there")
 
     assert claimed_after < 5
@@ -234,7 +115,7 @@ def test_claim_of_a_holder_killed_with_sigkill_is_taken_over_at_once(tree):
     successor.wait_ready()
     record = tree.claim()
     assert record["pid"] == successor.pid and record["token"] != stale["token"]
-    assert _stop(successor) == 0
+    assert successor.stop() == 0
 
 
 def test_frozen_holder_is_taken_over_after_one_lease_and_then_stops_without_writing(tree):
@@ -250,7 +131,7 @@ def test_frozen_holder_is_taken_over_after_one_lease_and_then_stops_without_writ
     os.kill(holder.pid, signal.SIGSTOP)
     time.sleep(2.0)  # its last renewal is now older than a lease, on any clock
     taker = tree.start("taker", COMFY_CLAIM_LEASE=lease, CLI_ARGS=memory_db)
-    claimed_after = taker.wait_log("claimed instance", timeout=15)
+    claimed_after = taker.wait_logged("claimed instance", timeout=15)
     print(f"frozen holder taken over {claimed_after:.2f} s after start (lease {lease:g} s)")
     assert claimed_after >= lease * 0.9, "the taker must watch the heartbeat for a whole lease"
     assert f"(generation {holder_claim['generation'] + 1})" in taker.stderr()
@@ -275,13 +156,13 @@ def test_frozen_holder_is_taken_over_after_one_lease_and_then_stops_without_writ
     assert after["instances"][INSTANCE]["claim_generation"] == taken["generation"]
     # The holder stopped its ComfyUI, gracefully.
     assert [e["pid"] for e in holder.events("graceful_exit")] == [holder_comfyui]
-    assert not _alive(holder_comfyui)
+    assert not alive(holder_comfyui)
     # With the frozen holder gone, the taker holds the flock again: its own death would now be
     # recognised at once.
     wait_until(tree.lock_is_held, timeout=lease * 2)
 
     assert taker.proc.poll() is None
-    assert _stop(taker) == 0
+    assert taker.stop() == 0
     assert tree.claim() is None
 
 
@@ -311,7 +192,7 @@ def test_stop_request_while_watching_a_frozen_holder_ends_the_watch(tree):
     assert status in (0, BUSY)
     assert claim is not None and claim["token"] == holder_claim["token"]
     assert waiter.events() == []
-    assert _stop(holder) == 0
+    assert holder.stop() == 0
 
 
 def test_clean_stop_releases_the_claim_at_once(tree):
@@ -320,7 +201,7 @@ def test_clean_stop_releases_the_claim_at_once(tree):
     assert tree.claim()["pid"] == run.pid
     assert tree.lock_is_held()
 
-    assert _stop(run) == 0
+    assert run.stop() == 0
     registry = tree.registry()
     assert INSTANCE not in registry["claims"]
     assert registry["instances"][INSTANCE]["claim_generation"] == 1, "the instance itself stays known"
@@ -353,4 +234,4 @@ def test_port_held_by_another_claimed_instance_names_that_instance(tree):
     assert run.events() == []
     assert tree.claim() is None
     assert tree.claim("other-instance")["pid"] == other.pid
-    assert _stop(other) == 0
+    assert other.stop() == 0

@@ -2,13 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.standin import free_port, get_json, make_checkout, wait_until
+from tests.comfyinit_process import ComfyInitProcess
+from tests.standin import free_port, get_json, make_checkout
 from tests.treesnap import snapshot
 
 COMFY_INIT = [sys.executable, "-m", "comfy_init"]
@@ -89,25 +89,19 @@ def test_obstacle_in_the_tree_gives_65_and_no_change(base_env, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def start(env, port, extra=()):
-    env = dict(env, COMFY_PORT=str(port), COMFY_LISTEN="127.0.0.1")
-    return subprocess.Popen(COMFY_INIT + ["run", "--", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def start(tmp_path):
+    """start(env, port) -> a started `comfy-init run` on 127.0.0.1:port; killed at teardown."""
+    runs = []
 
+    def start(env, port):
+        env = dict(env, COMFY_PORT=str(port), COMFY_LISTEN="127.0.0.1")
+        runs.append(ComfyInitProcess(env, tmp_path, f"comfy-init-{len(runs)}").start())
+        return runs[-1]
 
-def stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        output, _ = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return process.returncode, output
-
-
-def ready(port, timeout=20):
-    return wait_until(lambda: get_json(f"http://127.0.0.1:{port}/system_stats"), timeout=timeout)
+    yield start
+    for run in runs:
+        run.kill()
 
 
 @pytest.fixture(params=["standin", "real"])
@@ -123,7 +117,7 @@ def checkout_env(request, base_env):
                 COMFY_PYTHON=os.environ.get("COMFYUI_PYTHON", sys.executable))
 
 
-def test_two_instances_on_one_tree(checkout_env, tmp_path):
+def test_two_instances_on_one_tree(checkout_env, tmp_path, start):
     data = tmp_path / "data"
     standin = checkout_env.pop("standin", None) is not None
     startup = 20 if standin else 120
@@ -131,39 +125,33 @@ def test_two_instances_on_one_tree(checkout_env, tmp_path):
     env2 = dict(checkout_env, COMFY_INSTANCE_ID="core-2")
     port1, port2 = free_port(), free_port()
     first = start(env1, port1)
-    try:
-        ready(port1, startup)
-        (data / "shared" / "models" / "checkpoints" / "shared.safetensors").write_bytes(b"w")
-        first_temp = data / "instances" / "core-1" / "temp"
-        (first_temp / "in-progress.png").write_bytes(b"busy")
-        second = start(env2, port2)
-        try:
-            ready(port2, startup)
-            for instance, port in (("core-1", port1), ("core-2", port2)):
-                paths = get_json(f"http://127.0.0.1:{port}/internal/folder_paths")
-                own = data / "instances" / instance
-                assert paths["custom_nodes"] == [str(own / "custom_nodes")]
-                if standin:  # the real ComfyUI lists model and node folders only
-                    for name in ("user", "temp", "output"):
-                        assert paths[name] == [str(own / name)]
-                assert (own / "temp").is_dir()  # ComfyUI made its temp in its own folder
-                assert paths["checkpoints"][0] == str(own / "models" / "checkpoints")
-                if standin:
-                    assert paths["database"] == [str(own / "user" / "comfyui.db")]
-                assert get_json(f"http://127.0.0.1:{port}/models/checkpoints") == ["shared.safetensors"]
-            # The second start wiped only its own temp.
-            assert (first_temp / "in-progress.png").read_bytes() == b"busy"
-        finally:
-            code2, output2 = stop(second)
-        assert code2 == 0, output2
-        assert (first_temp / "in-progress.png").exists()
-    finally:
-        code1, output1 = stop(first)
-    assert code1 == 0, output1
-    assert "Traceback" not in output1
+    first.wait_ready(startup)
+    (data / "shared" / "models" / "checkpoints" / "shared.safetensors").write_bytes(b"w")
+    first_temp = data / "instances" / "core-1" / "temp"
+    (first_temp / "in-progress.png").write_bytes(b"busy")
+    second = start(env2, port2)
+    second.wait_ready(startup)
+    for instance, port in (("core-1", port1), ("core-2", port2)):
+        paths = get_json(f"http://127.0.0.1:{port}/internal/folder_paths")
+        own = data / "instances" / instance
+        assert paths["custom_nodes"] == [str(own / "custom_nodes")]
+        if standin:  # the real ComfyUI lists model and node folders only
+            for name in ("user", "temp", "output"):
+                assert paths[name] == [str(own / name)]
+        assert (own / "temp").is_dir()  # ComfyUI made its temp in its own folder
+        assert paths["checkpoints"][0] == str(own / "models" / "checkpoints")
+        if standin:
+            assert paths["database"] == [str(own / "user" / "comfyui.db")]
+        assert get_json(f"http://127.0.0.1:{port}/models/checkpoints") == ["shared.safetensors"]
+    # The second start wiped only its own temp.
+    assert (first_temp / "in-progress.png").read_bytes() == b"busy"
+    assert second.stop() == 0, second.output()
+    assert (first_temp / "in-progress.png").exists()
+    assert first.stop() == 0, first.output()
+    assert "Traceback" not in first.output()
 
 
-def test_compatibility_mode_shows_the_old_tree_and_changes_nothing(tmp_path):
+def test_compatibility_mode_shows_the_old_tree_and_changes_nothing(tmp_path, start):
     from tests.standin import STANDIN_DIR
 
     comfy = tmp_path / "data" / "comfy"
@@ -175,16 +163,12 @@ def test_compatibility_mode_shows_the_old_tree_and_changes_nothing(tmp_path):
     keep = {path: value for path, value in snapshot(comfy).items() if not path.startswith(("temp", "user"))}
     env = {"COMFY_DATA_DIRECTORY": str(tmp_path / "data"), "COMFY_APP_DIRECTORY": str(STANDIN_DIR),
            "COMFY_DEVICE": "cpu", "PATH": os.environ["PATH"]}
-    port = free_port()
-    process = start(env, port)
-    try:
-        ready(port)
-        paths = get_json(f"http://127.0.0.1:{port}/internal/folder_paths")
-        assert paths["output"] == [str(comfy / "output")]
-        assert get_json(f"http://127.0.0.1:{port}/models/checkpoints") == ["old.safetensors"]
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
+    run = start(env, free_port())
+    run.wait_ready(timeout=20)
+    paths = get_json(f"{run.url}/internal/folder_paths")
+    assert paths["output"] == [str(comfy / "output")]
+    assert get_json(f"{run.url}/models/checkpoints") == ["old.safetensors"]
+    assert run.stop() == 0, run.output()
     after = {path: value for path, value in snapshot(comfy).items() if not path.startswith(("temp", "user"))}
     # ComfyUI's own writes (its database, its temp) aside, the old tree is as it was.
     after["."] = keep["."]
@@ -193,18 +177,14 @@ def test_compatibility_mode_shows_the_old_tree_and_changes_nothing(tmp_path):
     assert not (tmp_path / "data" / "shared").exists()
 
 
-def test_old_release_runs_through_links_in_its_checkout(base_env, tmp_path):
+def test_old_release_runs_through_links_in_its_checkout(base_env, tmp_path, start):
     checkout = make_checkout(tmp_path / "old-comfyui", base_directory=False, database_url=False)
     env = dict(base_env, COMFY_APP_DIRECTORY=str(checkout))
-    port = free_port()
-    process = start(env, port)
-    try:
-        ready(port)
-        paths = get_json(f"http://127.0.0.1:{port}/internal/folder_paths")
-        assert paths["output"] == [str(checkout / "output")]
-        assert os.path.realpath(checkout / "output") == str(tmp_path / "data" / "instances" / "core-1" / "output")
-        argv = get_json(f"http://127.0.0.1:{port}/system_stats")["system"]["argv"]
-        assert "--base-directory" not in argv
-    finally:
-        code, output = stop(process)
-    assert code == 0, output
+    run = start(env, free_port())
+    run.wait_ready(timeout=20)
+    paths = get_json(f"{run.url}/internal/folder_paths")
+    assert paths["output"] == [str(checkout / "output")]
+    assert os.path.realpath(checkout / "output") == str(tmp_path / "data" / "instances" / "core-1" / "output")
+    argv = get_json(f"{run.url}/system_stats")["system"]["argv"]
+    assert "--base-directory" not in argv
+    assert run.stop() == 0, run.output()

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 try:
+    from tests.comfyinit_process import default_sigint, spawn
     from tests.standin import STANDIN_DIR, free_port, get_json, make_checkout, post_json, wait_until
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from comfyinit_process import default_sigint, spawn
     from standin import STANDIN_DIR, free_port, get_json, make_checkout, post_json, wait_until
 
 
@@ -83,7 +85,7 @@ class Launcher:
         out = self.tmp_path / f"standin-{n}.out"
         err = self.tmp_path / f"standin-{n}.err"
         with open(out, "wb") as fout, open(err, "wb") as ferr:
-            proc = subprocess.Popen(
+            proc = spawn(  # SIGINT at its default, even under a pytest that ignores it
                 [sys.executable, str(checkout / "main.py"), "--listen", "127.0.0.1",
                  "--port", str(port), *args],
                 stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL, env=full_env,
@@ -461,7 +463,7 @@ def test_orphans_are_left_to_the_subreaper(base):
     port = free_port()
     result = subprocess.run(
         [sys.executable, "-c", SUBREAPER, str(STANDIN_DIR / "main.py"), str(base), str(port)],
-        capture_output=True, text=True, timeout=15,
+        capture_output=True, text=True, timeout=15, preexec_fn=default_sigint,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

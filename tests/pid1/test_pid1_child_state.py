@@ -78,7 +78,7 @@ def _run_and_read(setup, launch, wrapper, state_file, **popen_kwargs):
     wait_until(state_file.exists, timeout=15)
     fds = _fds(wait_until(lambda: _wrapper_pid(run, wrapper)), wrapper)
     (state_file.parent / (state_file.name + ".go")).touch()
-    setup.wait_ready(run)  # the real stand-in runs from the exec'd wrapper, and works
+    run.wait_ready()  # the real stand-in runs from the exec'd wrapper, and works
     run.send(signal.SIGTERM)
     assert run.wait(timeout=10) == 0, run.output()
     masks = _masks(state_file)

@@ -91,7 +91,7 @@ def test_sigterm_while_comfyui_starts_is_still_a_clean_stop(setup, launch):
 
 def test_sigterm_after_ready_stops_comfyui_gracefully(setup, launch):
     run = launch(setup.env(COMFY_STOP_TIMEOUT=STOP_TIMEOUT))
-    stats = setup.wait_ready(run)
+    stats = run.wait_ready()
     assert setup.instance_id in setup.registry()["claims"]
     temp = setup.instance_dir / "temp"
     assert temp.is_dir() and setup.temp_files(), "the stand-in writes a marker into its temp folder"

@@ -19,7 +19,7 @@ def test_manager_restart_starts_comfyui_again_exactly_once(setup, launch, tmp_pa
     generation_before = setup.registry()["instances"][setup.instance_id]["claim_generation"]
 
     setup.wait_event("serving", count=2)
-    stats = setup.wait_ready(run)
+    stats = run.wait_ready()
     time.sleep(REBOOT_DELAY + 0.5)  # a second restart would have begun by now
 
     started = setup.events("started")

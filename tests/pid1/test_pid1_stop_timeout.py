@@ -13,7 +13,7 @@ STOP_TIMEOUT = 1.0
 
 def test_child_ignoring_sigint_is_killed_after_the_stop_timeout(setup, launch):
     run = launch(setup.env(COMFY_STOP_TIMEOUT=STOP_TIMEOUT, STANDIN_IGNORE_SIGINT=1))
-    setup.wait_ready(run)
+    run.wait_ready()
     comfyui = list(run.processes())  # host pids of ComfyUI and whatever it started
 
     sent = run.send(signal.SIGTERM)

@@ -16,7 +16,7 @@ LOOK_AFTER = 2.0
 
 def test_orphans_are_reparented_to_comfy_init_and_reaped(setup, launch):
     run = launch(setup.env(STANDIN_ORPHANS=ORPHANS, STANDIN_ORPHAN_SLEEP=ORPHAN_SLEEP), namespace=False)
-    stats = setup.wait_ready(run)
+    stats = run.wait_ready()
     [made] = setup.wait_event("orphans_spawned")
     comfy_init = run.proc.pid
     comfyui = stats["system"]["pid"]  # no namespace: the stand-in's pid is a host pid

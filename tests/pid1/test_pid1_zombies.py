@@ -43,7 +43,7 @@ def _zombies_after_orphans(setup, run):
 
 def test_comfy_init_reaps_orphans_of_comfyui(setup, launch):
     run = launch(_orphans_env(setup))
-    setup.wait_ready(run)
+    run.wait_ready()
 
     found, processes = _zombies_after_orphans(setup, run)
     print(f"namespace {LOOK_AFTER:g} s after {ORPHANS} orphans: {len(processes)} processes, "
