@@ -53,7 +53,7 @@ def test_concurrent_writers_lose_no_update(meta):
     assert doc["revision"] == WRITERS * TRANSACTIONS_EACH
     # Each writer saw the revision before its own write: all of 0..1599, each exactly once.
     assert sorted(v["claim_generation"] for v in doc["instances"].values()) == list(range(len(expected)))
-    assert temp_files(meta) == []
+    assert temp_files(meta) == [], f"left after the final write: {os.listdir(meta)}"
     print(f"{WRITERS * TRANSACTIONS_EACH} transactions by {WRITERS} processes in {elapsed:.1f} s")
 
 
@@ -114,7 +114,7 @@ def test_writers_killed_at_random_instants_never_break_the_registry(meta):
     # The next write removes what the killed writers left.
     with reg.transaction() as doc:
         doc["instances"]["final"] = instance()
-    assert temp_files(meta) == []
+    assert temp_files(meta) == [], f"left after the final write: {os.listdir(meta)}"
     assert reg.load()["revision"] == last_revision + 1
     print(f"{KILLS} kills in {elapsed:.1f} s, {last_revision} transactions; temp files left after"
           f" {kills_leaving_strays} kills, at most {most_strays} at once; seed {seed}")
