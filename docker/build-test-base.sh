@@ -6,11 +6,11 @@
 #   docker/build-test-base.sh [--force]
 #
 # Environment: TEST_BASE_IMAGE (default comfy-init-test-base:bookworm),
-#              DEBIAN_MIRROR (default http://deb.debian.org/debian).
+#              DEBIAN_MIRROR (default: debootstrap's own default mirror).
 set -euo pipefail
 
 image="${TEST_BASE_IMAGE:-comfy-init-test-base:bookworm}"
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+mirror="${DEBIAN_MIRROR:-}"  # empty: debootstrap picks its default
 # Keep in step with docker/apt-install-missing.sh callers: when every package a Dockerfile asks for is
 # here, its apt-get step is a no-op and the test builds never touch the network for it.
 packages="python3,python3-venv,ca-certificates,curl,git"
@@ -28,9 +28,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "build-test-base: debootstrap bookworm (minbase + $packages) from $mirror"
+echo "build-test-base: debootstrap bookworm (minbase + $packages) from ${mirror:-the default mirror}"
 start=$SECONDS
-debootstrap --variant=minbase --include="$packages" bookworm "$workdir/rootfs" "$mirror" \
+debootstrap --variant=minbase --include="$packages" bookworm "$workdir/rootfs" ${mirror:+"$mirror"} \
     >"$workdir/debootstrap.log" 2>&1 || { tail -n 40 "$workdir/debootstrap.log"; exit 1; }
 
 # The image should not carry package lists or caches: a Dockerfile that needs more runs apt-get update.
