@@ -4,7 +4,9 @@
 value at once, one line per variable, so a user fixes their compose file in one go. Nothing on
 disk is looked at here: validation happens before anything is touched.
 
-This module is on the start-up path of PID 1: standard library only, no heavy imports.
+This module is on the start-up path of PID 1: standard library only, no heavy imports. The value
+classes here and in the other start-up modules are plain classes with __slots__, not dataclasses:
+importing dataclasses pulls in inspect, about 4 ms, an eighth of the whole start-up.
 """
 
 import os
