@@ -152,7 +152,11 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
     lease = config.claim_lease if lease is None else lease
     instance_id = config.instance_id
     locks_dir = os.path.join(config.meta_dir, "locks")
-    os.makedirs(locks_dir, exist_ok=True)
+    try:
+        os.makedirs(locks_dir, exist_ok=True)
+    except OSError as error:
+        raise CannotCreateError(f"cannot create {locks_dir}: {error.strerror}; the data directory must "
+                                "be writable for comfy-init") from None
     lock_path = os.path.join(locks_dir, f"{instance_id}.lock")
     lock_file = _try_flock(lock_path)
     me = {"host": socket.gethostname(), "boot_id": boot_id(), "container_id": container_id(),

@@ -203,12 +203,21 @@ def plan_tree(config):
 
 def _unwritable(steps):
     problems = []
+    blocked = {}  # parent directory -> names that must be created in it
     for step in steps:
         if step.writable and step.kind == OK and not os.access(step.path, os.W_OK):
             problems.append(
                 f"cannot write {step.path}: ComfyUI must write there; make it writable for uid "
                 f"{os.geteuid()} (for example `chown {os.geteuid()} {step.path}`), or mount the data "
                 "directory read-write")
+        elif step.kind == MKDIR:
+            parent = os.path.dirname(step.path)
+            if os.path.isdir(parent) and not os.access(parent, os.W_OK):
+                blocked.setdefault(parent, []).append(os.path.basename(step.path))
+    for parent, names in blocked.items():
+        problems.append(
+            f"cannot write {parent}: {', '.join(names)} must be created there; make it writable for "
+            f"uid {os.geteuid()}, or mount the data directory read-write")
     return problems
 
 

@@ -222,3 +222,22 @@ def test_link_creation_is_atomic(tmp_path, monkeypatch):
     assert (True, "models") in calls and (True, "input") in calls
     leftovers = [n for n in os.listdir(tmp_path / "data" / "instances" / "core-1") if "comfy-init-link" in n]
     assert leftovers == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a read-only tmpfs")
+def test_missing_directory_under_a_read_only_parent_is_reported_before_anything_is_written(tmp_path):
+    import subprocess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(data)]).returncode != 0:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        with pytest.raises(PermissionDeniedError) as caught:
+            plan_tree(multi(tmp_path))
+        assert caught.value.exit_code == 77
+        assert caught.value.problems == [
+            f"cannot write {data}: shared, instances, meta must be created there; make it writable "
+            "for uid 0, or mount the data directory read-write"]
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
