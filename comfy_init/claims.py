@@ -96,12 +96,24 @@ class Claim:
         self._try_lock()
         with self.registry.transaction() as document:
             current = document["claims"].get(self.instance_id)
+            if current is None and self._lock_file is not None:
+                # Our record vanished (the registry was reset or restored from its .bak) while we
+                # provably hold the instance's lock: write it again, under a new generation.
+                current = self._reinstate(document)
             if current is None or current["token"] != self.record["token"]:
                 raise LostClaim(self._lost_message(current))
             current["heartbeat"] += 1
             current["renewed_at"] = utc_now()
             current["holds_lock"] = self._lock_file is not None
             self.record = dict(current)
+
+    def _reinstate(self, document):
+        instance = document["instances"].setdefault(
+            self.instance_id, {"created_at": self.record["since"], "claim_generation": 0})
+        instance["claim_generation"] = max(instance["claim_generation"], self.record["generation"]) + 1
+        record = dict(self.record, generation=instance["claim_generation"])
+        document["claims"][self.instance_id] = record
+        return record
 
     def release(self):
         """Remove our record (if still ours) and drop the lock. Safe to call twice."""
@@ -186,10 +198,17 @@ def acquire(registry, config, *, lease=None, clock=time.monotonic, sleep=time.sl
 
 
 def _holder_is_gone(record, me, lock_file):
-    # Same kernel, the holder had the lock, and now it is free: the holding process no longer
-    # exists. (A holder that took over from a frozen one may not have the lock yet: holds_lock
-    # false; only its lease can tell.)
-    return record["boot_id"] == me["boot_id"] and record.get("holds_lock", True) and lock_file is not None
+    """Whether the holder provably no longer runs, without waiting for its lease."""
+    if lock_file is None:
+        return False
+    if record["boot_id"] == me["boot_id"]:
+        # Same kernel, the holder had the lock, and now it is free: its process is gone. (A holder
+        # that took over from a frozen one may not have the lock yet: holds_lock false; only its
+        # lease can tell.)
+        return record.get("holds_lock", True)
+    # This very container, started again after the host rebooted: it cannot also run elsewhere.
+    return record.get("container_id") is not None and (record["container_id"], record["host"]) == (
+        me["container_id"], me["host"])
 
 
 def _watch_heartbeat(registry, instance_id, seen, lease, clock, sleep, stop_requested):

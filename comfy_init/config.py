@@ -140,6 +140,22 @@ class _Reader:
         return os.path.normpath(value)
 
 
+# comfy-init itself must know where ComfyUI listens (port check, readiness, health, registry), so
+# these come only from COMFY_PORT / COMFY_LISTEN, never from ComfyUI arguments.
+RESERVED_ARGUMENTS = {"--port": "COMFY_PORT", "--listen": "COMFY_LISTEN"}
+
+
+def reserved_argument_problems(arguments):
+    """One line per ComfyUI argument that comfy-init must own, with the variable to use instead."""
+    problems = []
+    for argument in arguments:
+        flag = argument.split("=", 1)[0]
+        if flag in RESERVED_ARGUMENTS:
+            problems.append(f"{flag} must not be given to ComfyUI directly: comfy-init checks, probes and "
+                            f"registers that value; set {RESERVED_ARGUMENTS[flag]} instead")
+    return problems
+
+
 def load_config(environ=None):
     """Parse `environ` (default: os.environ) into a Config, or raise ConfigError with every problem."""
     env = _Reader(os.environ if environ is None else environ)
@@ -163,6 +179,12 @@ def load_config(environ=None):
             "COMFY_INSTANCE_DIRECTORY",
             os.path.join(data_dir, "instances", instance_id or "<COMFY_INSTANCE_ID>"))
         base_dir = env.path("COMFY_BASE_DIRECTORY", instance_dir)
+        if base_dir != instance_dir:
+            # The instance's folders and links are made in the instance directory; a different base
+            # would point ComfyUI at an empty folder.
+            env.fail("COMFY_BASE_DIRECTORY", env.raw("COMFY_BASE_DIRECTORY"),
+                     f"must be the instance directory in multi-instance mode ({instance_dir}); "
+                     "move the instance with COMFY_INSTANCE_DIRECTORY instead", instance_dir)
     else:
         instance_dir = None
         base_dir = env.path("COMFY_BASE_DIRECTORY", os.path.join(data_dir, "comfy"))
@@ -187,6 +209,8 @@ def load_config(environ=None):
     except ValueError as error:
         env.fail("CLI_ARGS", raw_cli_args, f"cannot be split like a shell line ({error})",
                  "'--preview-method auto'")
+    for problem in reserved_argument_problems(cli_args):
+        env.fail("CLI_ARGS", raw_cli_args, problem, "'--preview-method auto'")
 
     puid = env.integer("PUID", 0, 2**31 - 1, "1000")
     pgid = env.integer("PGID", 0, 2**31 - 1, "1000")

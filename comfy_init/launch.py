@@ -12,6 +12,7 @@ from comfy_init import claims, log, privileges, signals
 from comfy_init.comfyui import system_stats_url
 from comfy_init.errors import TEMPFAIL, BusyError, DataError
 from comfy_init.registry import Registry
+from comfy_init.run import plan_steps
 from comfy_init.supervisor import ChildSpec, Supervisor
 from comfy_init.tree import apply_steps
 
@@ -33,8 +34,10 @@ def launch(plan, environ):
     log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
     lost = threading.Event()
     try:
-        apply_steps(plan.steps)
-        user = privileges.prepare(config, plan.steps)
+        # Planned again now that the instance is ours: the claim may have waited a whole lease.
+        steps = plan_steps(config, plan.checkout)
+        apply_steps(steps)
+        user = privileges.prepare(config, steps)
         _check_port_free(registry, config)
         spec = ChildSpec(plan.command, _child_environment(environ, config, user), config.app_dir,
                          user=user and user.uid, group=user and user.gid,

@@ -4,10 +4,11 @@ Only the top level of the instance's own folders is chowned (a fixed handful of 
 recursive walk, never shared/models. Files ComfyUI writes later are its user's by creation.
 """
 
+import errno
 import os
 
 from comfy_init import log
-from comfy_init.errors import PermissionDeniedError
+from comfy_init.errors import CannotCreateError, PermissionDeniedError
 from comfy_init.tree import MKDIR
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -56,10 +57,17 @@ def _chown_if_wrong(path, uid, gid):
         info = os.lstat(path)
         if (info.st_uid, info.st_gid) != (uid, gid):
             os.lchown(path, uid, gid)
-    except PermissionError as error:
+    except OSError as error:
+        if error.errno == errno.EROFS:
+            raise CannotCreateError(
+                f"cannot give {path} to PUID={uid} PGID={gid}: the filesystem is read-only; mount the "
+                "data directory read-write") from None
+        hint = ("that uid or gid is not mapped in this user namespace (rootless Docker?): use ids "
+                "inside the mapped range" if error.errno == errno.EINVAL else
+                "the data directory's filesystem must allow root to chown (for NFS: no root_squash), "
+                "or chown it on the host")
         raise PermissionDeniedError(
-            f"cannot give {path} to PUID={uid} PGID={gid}: {error.strerror}; the data directory's "
-            "filesystem must allow root to chown (for NFS: no root_squash), or chown it on the host") from None
+            f"cannot give {path} to PUID={uid} PGID={gid}: {error.strerror}; {hint}") from None
 
 
 def _describe_user(uid, gid):

@@ -86,6 +86,11 @@ def parse_arguments(argv):
                 f"(comfy-init run -- {arg}) or in CLI_ARGS")
     if options["json"] and not options["dry_run"]:
         raise UsageError("comfy-init run: --json only goes with --dry-run")
+    from comfy_init.config import reserved_argument_problems
+
+    problems = reserved_argument_problems(extra)
+    if problems:
+        raise UsageError(*(f"comfy-init run -- {' '.join(extra)}: {problem}" for problem in problems))
     return options, extra
 
 
@@ -93,14 +98,21 @@ class UsageError(ComfyInitError):
     exit_code = USAGE
 
 
-def make_plan(environ, extra_args):
-    from comfy_init.comfyui import build_command, plan_checkout_links, probe_checkout, resolve_device
-    from comfy_init.config import load_config
+def plan_steps(config, checkout):
+    """Every step of the data tree and, for old releases, of the checkout's links."""
+    from comfy_init.comfyui import plan_checkout_links
     from comfy_init.tree import plan_tree
+
+    return plan_tree(config) + plan_checkout_links(config, checkout)
+
+
+def make_plan(environ, extra_args):
+    from comfy_init.comfyui import build_command, probe_checkout, resolve_device
+    from comfy_init.config import load_config
 
     config = load_config(environ)
     checkout = probe_checkout(config.app_dir)
-    steps = plan_tree(config) + plan_checkout_links(config, checkout)
+    steps = plan_steps(config, checkout)
     device, reason = resolve_device(config, environ)
     command = build_command(config, checkout, device, extra_args)
     return Plan(config, checkout, steps, device, reason, command)

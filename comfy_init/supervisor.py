@@ -23,6 +23,14 @@ LEFTOVER_GRACE = 3.0
 READY_POLL_INTERVAL = 0.5
 
 
+def signal_name(signum):
+    """SIGTERM, SIGKILL...; real-time signals have no name in Python: SIG40."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
 class ChildSpec:
     """How to start ComfyUI: command, environment and the user to run it as."""
 
@@ -70,6 +78,7 @@ class Supervisor:
         self.child_pgid = self.child.pid
         self.child_status = None
         self.ready = False
+        self._give_terminal()
         self.spawn_count += 1
         log.info(f"started ComfyUI: pid {self.child.pid}, command: {' '.join(self.spec.command)}")
         if self.ready_url:
@@ -79,7 +88,7 @@ class Supervisor:
     def forward_signal(self, signum):
         """Stop signals become SIGINT (ComfyUI's graceful stop); others go to the group as they are."""
         if signum in signals.STOP_SIGNALS:
-            self.begin_stop(f"received {signal.Signals(signum).name}")
+            self.begin_stop(f"received {signal_name(signum)}")
         elif signum in signals.FORWARDED_SIGNALS:
             self._signal_group(signum)
 
@@ -133,6 +142,7 @@ class Supervisor:
         if self._stop_already_requested():
             log.info("stop requested before ComfyUI started: not starting it")
             return 0
+        self._forget_stale_reboot_request()
         failed = self.spawn()
         if failed is not None:
             return failed
@@ -162,7 +172,7 @@ class Supervisor:
         early = signals.take_pending()
         stop = [s for s in early if s in signals.STOP_SIGNALS]
         if stop:
-            self.stop_reason = f"received {signal.Signals(stop[0]).name}"
+            self.stop_reason = f"received {signal_name(stop[0])}"
         return bool(stop)
 
     def _next_timeout(self):
@@ -171,19 +181,34 @@ class Supervisor:
             timeout = min(timeout, self.kill_deadline - time.monotonic())
         return timeout
 
+    def _forget_stale_reboot_request(self):
+        # A marker left by an earlier life of this instance must not turn a normal exit into a restart.
+        if self.reboot_marker is not None and os.path.lexists(self.reboot_marker):
+            self._remove_reboot_marker()
+
+    def _remove_reboot_marker(self):
+        try:
+            os.unlink(self.reboot_marker)
+            return True
+        except OSError as error:
+            log.warning(f"cannot remove ComfyUI-Manager's restart request {self.reboot_marker}: "
+                        f"{error.strerror}; not restarting")
+            return False
+
     def _restart_requested(self):
         if self.reboot_marker is None or self.stop_reason is not None:
             return False
-        if os.waitstatus_to_exitcode(self.child_status) != 0 or not os.path.exists(self.reboot_marker):
+        if os.waitstatus_to_exitcode(self.child_status) != 0 or not os.path.lexists(self.reboot_marker):
             return False
-        os.unlink(self.reboot_marker)
+        if not self._remove_reboot_marker():
+            return False
         log.info("ComfyUI-Manager asked for a restart: starting ComfyUI again")
         return True
 
     def _exit_status(self):
         code = os.waitstatus_to_exitcode(self.child_status)
         status = 128 - code if code < 0 else code
-        how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"code {code}"
+        how = f"signal {-code} ({signal_name(-code)})" if code < 0 else f"code {code}"
         if self.stop_reason is not None and (code == -signal.SIGINT or (code == 1 and not self.ready)):
             # Our SIGINT reached ComfyUI before its Python could turn it into a graceful stop (it
             # dies of the signal, or exits 1 when it lands inside start-up): that is the stop we
@@ -192,6 +217,15 @@ class Supervisor:
             return 0
         log.info(f"ComfyUI exited with {how}; comfy-init exits {status}")
         return status
+
+    def _give_terminal(self):
+        # With a TTY (docker run -it), ComfyUI's own process group must be the terminal's foreground
+        # group, or its first read of stdin stops it with SIGTTIN.
+        try:
+            if os.isatty(0):
+                os.tcsetpgrp(0, self.child_pgid)
+        except OSError:
+            pass
 
     def _signal_group(self, signum):
         if self.child_pgid is None:

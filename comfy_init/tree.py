@@ -100,18 +100,19 @@ class _Planner:
         self.steps = []
         self.problems = []
 
-    def directory(self, path, *, writable=False):
-        """A real directory must be at `path` (a link to a directory inside the data root is accepted)."""
+    def directory(self, path, *, writable=False, link_anywhere=False):
+        """A real directory must be at `path`. A link to a directory is accepted inside the data
+        root, or anywhere with `link_anywhere` (the old layout's own links, kept as they were)."""
         info = _lstat(path)
         if info is None:
             self.steps.append(Step(MKDIR, path, writable=writable))
         elif stat.S_ISLNK(info.st_mode):
             resolved = os.path.realpath(path)
-            if not _is_inside(resolved, self.data_root):
+            if not link_anywhere and not _is_inside(resolved, self.data_root):
                 self.problems.append(
                     f"{path}: is a link to {os.readlink(path)!r}, outside the data root {self.data_root}; "
                     f"comfy-init only follows links inside it. Mount that directory at {path} instead "
-                    "of linking to it (or set the matching COMFY_*_DIRECTORY to it)")
+                    "of linking to it")
             elif not os.path.isdir(path):
                 self.problems.append(
                     f"{path}: is a link to {os.readlink(path)!r}, which is not a directory; "
@@ -144,7 +145,12 @@ class _Planner:
                     f"{path}: is a link to {current!r}, but must lead to {points_to}; "
                     f"if that is intended, move the data into {points_to}, then remove the link")
         elif stat.S_ISDIR(info.st_mode):
-            if _directory_is_empty(path):
+            empty = _directory_is_empty(path)
+            if empty is None:
+                self.problems.append(
+                    f"cannot write {path}: it cannot be listed for uid {os.geteuid()}, and a link to "
+                    f"{points_to} belongs there; make it readable, or remove it if it is empty")
+            elif empty:
                 self.steps.append(Step(REPLACE_EMPTY_DIR, path, target))
             else:
                 self.problems.append(
@@ -157,8 +163,12 @@ class _Planner:
 
 
 def _directory_is_empty(path):
-    with os.scandir(path) as entries:
-        return next(entries, None) is None
+    """True or False; None when it cannot be listed."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return None
 
 
 def plan_tree(config):
@@ -181,12 +191,11 @@ def plan_tree(config):
             planner.directory(os.path.join(instance, name), writable=True)
         planner.link(os.path.join(instance, "models"), os.path.join(shared, "models"))
         planner.link(os.path.join(instance, "input"), os.path.join(shared, "input"))
-        if config.base_dir != instance:
-            planner.directory(config.base_dir)
     else:
-        planner.directory(config.base_dir)
+        # The old layout is used as it is, links to other disks included: nothing in it is changed.
+        planner.directory(config.base_dir, link_anywhere=True)
         for name in COMPAT_FOLDERS:
-            planner.directory(os.path.join(config.base_dir, name),
+            planner.directory(os.path.join(config.base_dir, name), link_anywhere=True,
                               writable=name in ("custom_nodes", "user", "temp", "output", "input"))
     planner.directory(config.meta_dir, writable=True)
     for name in META_FOLDERS:
@@ -240,8 +249,10 @@ def apply_steps(steps):
 def _apply(step):
     if step.kind == MKDIR:
         _make_directory(step.path)
-    elif step.kind in (LINK, RELINK):
-        _make_link(step.path, step.target)
+    elif step.kind == LINK:
+        _make_new_link(step.path, step.target)
+    elif step.kind == RELINK:
+        _replace_link(step.path, step.target)
     elif step.kind == REPLACE_EMPTY_DIR:
         try:
             os.rmdir(step.path)  # refuses a directory that gained files since planning
@@ -251,10 +262,10 @@ def _apply(step):
                     f"{step.path}: files appeared in this directory while preparing the tree; "
                     "move them into the shared folder and start again") from None
             raise
-        _make_link(step.path, step.target)
+        _make_new_link(step.path, step.target)
     elif step.kind == MOVE_ASIDE:
         os.rename(step.path, unused_name(step.path + ".image-original"))
-        _make_link(step.path, step.target)
+        _make_new_link(step.path, step.target)
 
 
 def _make_directory(path):
@@ -266,7 +277,20 @@ def _make_directory(path):
             raise DataError(f"{path}: appeared as a file while preparing the tree; move it away") from None
 
 
-def _make_link(path, target):
+def _make_new_link(path, target):
+    """symlink() is atomic and never replaces anything: what appeared since planning is kept."""
+    try:
+        os.symlink(target, path)
+    except FileExistsError:
+        raise DataError(f"{path}: something appeared here while preparing the tree; it was left as it "
+                        "is: move it away and start again") from None
+
+
+def _replace_link(path, target):
+    """Point an existing link elsewhere: a new link under a temporary name, renamed over the old one,
+    so the path is never missing. Only a link is ever replaced."""
+    if not os.path.islink(path):
+        raise DataError(f"{path}: is no longer a link; it was left as it is: move it away and start again")
     temporary = f"{path}.comfy-init-link-{os.getpid()}"
     try:
         os.unlink(temporary)  # a leftover of a crash at exactly this point

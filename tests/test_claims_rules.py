@@ -88,3 +88,33 @@ def test_renewal_after_a_takeover_raises_lost_claim_and_writes_nothing(setup):
     with pytest.raises(claims.LostClaim):
         claim.renew()
     assert registry.load()["revision"] == revision
+
+
+def test_this_container_after_a_host_reboot_takes_its_claim_back_at_once(setup, monkeypatch):
+    config, registry = setup
+    monkeypatch.setattr(claims, "container_id", lambda: "0123456789ab")
+    import socket
+    plant(registry, boot_id="before-the-reboot", host=socket.gethostname(), container_id="0123456789ab")
+    slept = []
+    claim = claims.acquire(registry, config, sleep=slept.append)
+    assert slept == [] and claim.generation == 5
+
+
+def test_another_container_after_a_reboot_still_waits_for_the_lease(setup, monkeypatch):
+    config, registry = setup
+    monkeypatch.setattr(claims, "container_id", lambda: "0123456789ab")
+    plant(registry, boot_id="before-the-reboot", container_id="ffffffffffff")
+    with pytest.raises(BusyError):
+        claims.acquire(registry, config, sleep=lambda _: None)
+
+
+def test_a_registry_reset_does_not_stop_a_holder_that_has_the_lock(setup):
+    config, registry = setup
+    claim = claims.acquire(registry, config)
+    with registry.transaction() as document:  # what COMFY_REGISTRY_RECOVER=reset leaves
+        document["claims"].clear()
+        document["instances"].clear()
+    claim.renew()
+    record = registry.load()["claims"]["core-1"]
+    assert record["token"] == claim.record["token"] and record["generation"] == 2
+    assert registry.load()["instances"]["core-1"]["claim_generation"] == 2

@@ -120,3 +120,21 @@ def test_pgid_defaults_to_puid_and_needs_it():
 def test_booleans(word, expected):
     env = {"COMFY_MULTI_INSTANCE": word, "COMFY_INSTANCE_ID": "a"}
     assert load_config(env).multi_instance is expected
+
+
+@pytest.mark.parametrize("cli_args", ["--port 8189", "--listen=127.0.0.1", "--cpu --port=1"])
+def test_port_and_listen_belong_to_comfy_init(cli_args):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"CLI_ARGS": cli_args})
+    (line,) = caught.value.problems
+    assert line.startswith(f"CLI_ARGS={cli_args!r}: --")
+    assert "set COMFY_PORT instead" in line or "set COMFY_LISTEN instead" in line
+
+
+def test_base_directory_must_be_the_instance_directory_in_multi_mode():
+    env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "a", "COMFY_BASE_DIRECTORY": "/elsewhere"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(env)
+    assert caught.value.problems[0].startswith("COMFY_BASE_DIRECTORY='/elsewhere': must be the instance directory")
+    env["COMFY_BASE_DIRECTORY"] = "/data/instances/a"
+    assert load_config(env).base_dir == "/data/instances/a"

@@ -89,3 +89,19 @@ def test_non_root_changes_nothing():
                             cwd="/")
     assert result.stdout.strip() == "None"
     assert "PUID=4242 is ignored" in result.stderr
+
+
+def test_unmapped_puid_in_a_user_namespace_is_one_clear_line_with_77(tmp_path):
+    probe = subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot create a user namespace here")
+    env = {"PATH": os.environ["PATH"], "COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "userns-1",
+           "COMFY_DATA_DIRECTORY": str(tmp_path / "data"), "COMFY_APP_DIRECTORY": str(STANDIN_DIR),
+           "COMFY_DEVICE": "cpu", "COMFY_PORT": str(free_port()), "PUID": "1000",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    # In a user namespace that maps only root, uid 1000 does not exist: lchown fails with EINVAL.
+    result = subprocess.run(["unshare", "-U", "-r", sys.executable, "-m", "comfy_init", "run"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 77, result.stderr
+    assert "not mapped in this user namespace" in result.stderr
+    assert "Traceback" not in result.stderr

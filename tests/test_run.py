@@ -56,6 +56,9 @@ def test_help_and_usage_errors(base_env):
     assert result.returncode == 64
     assert "pass ComfyUI's own arguments after `--`" in result.stderr
     assert comfy_init(base_env, "run", "--json").returncode == 64
+    result = comfy_init(base_env, "run", "--dry-run", "--", "--port", "9000")
+    assert result.returncode == 64
+    assert "--port must not be given to ComfyUI directly" in result.stderr and "COMFY_PORT" in result.stderr
 
 
 BAD_INPUTS = [

@@ -207,9 +207,14 @@ def test_compatibility_mode_creates_only_what_is_missing_and_moves_nothing(tmp_p
     assert not (tmp_path / "data" / "instances").exists()
 
 
-def test_link_creation_is_atomic(tmp_path, monkeypatch):
-    """A link is made under a temporary name and renamed into place: a crash never leaves half a link."""
+def test_links_are_made_atomically_and_replace_only_links(tmp_path, monkeypatch):
+    """A new link is one symlink() call (atomic, never replaces anything); an existing link is
+    re-pointed by renaming a new link over it, so the path is never missing."""
     config = multi(tmp_path)
+    prepare(config)
+    link = tmp_path / "data" / "instances" / "core-1" / "models"
+    os.unlink(link)
+    os.symlink(tmp_path / "data" / "shared" / "models", link)  # absolute: gets rewritten
     calls = []
     real_replace = os.replace
 
@@ -219,9 +224,35 @@ def test_link_creation_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", watching_replace)
     prepare(config)
-    assert (True, "models") in calls and (True, "input") in calls
-    leftovers = [n for n in os.listdir(tmp_path / "data" / "instances" / "core-1") if "comfy-init-link" in n]
+    assert calls == [(True, "models")]
+    assert os.readlink(link) == "../../shared/models"
+    leftovers = [n for n in os.listdir(link.parent) if "comfy-init-link" in n]
     assert leftovers == []
+
+
+def test_what_appears_between_planning_and_applying_is_kept(tmp_path):
+    config = multi(tmp_path)
+    steps = plan_tree(config)
+    late = tmp_path / "data" / "instances" / "core-1" / "input"
+    late.parent.mkdir(parents=True)
+    late.write_text("precious")
+    with pytest.raises(DataError) as caught:
+        apply_steps(steps)
+    assert "something appeared here" in caught.value.problems[0]
+    assert late.read_text() == "precious"
+
+
+def test_compatibility_mode_keeps_links_of_the_old_layout_to_other_disks(tmp_path):
+    other_disk = tmp_path / "big-disk" / "models"
+    (other_disk / "checkpoints").mkdir(parents=True)
+    comfy = tmp_path / "data" / "comfy"
+    comfy.mkdir(parents=True)
+    os.symlink(other_disk, comfy / "models")
+    config = load_config({"COMFY_DATA_DIRECTORY": str(tmp_path / "data")})
+    steps = plan_tree(config)
+    assert [s.kind for s in steps if s.path == str(comfy / "models")] == ["ok"]
+    apply_steps(steps)
+    assert os.readlink(comfy / "models") == str(other_disk)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a read-only tmpfs")
@@ -241,3 +272,32 @@ def test_missing_directory_under_a_read_only_parent_is_reported_before_anything_
             "for uid 0, or mount the data directory read-write"]
     finally:
         subprocess.run(["umount", str(data)], check=True)
+
+
+def test_unreadable_directory_where_a_link_belongs_is_reported_not_a_traceback(tmp_path):
+    import subprocess
+    import tempfile
+
+    data_root = tempfile.mkdtemp(prefix="comfy-init-test-", dir="/tmp")
+    os.chmod(data_root, 0o755)
+    env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
+           "COMFY_DATA_DIRECTORY": os.path.join(data_root, "data")}
+    try:
+        models = os.path.join(data_root, "data", "instances", "core-1", "models")
+        os.makedirs(models)
+        os.chmod(models, 0o700 if os.geteuid() == 0 else 0o000)
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = ("import sys; from comfy_init.config import load_config; from comfy_init.tree import plan_tree\n"
+                "from comfy_init.errors import ComfyInitError\n"
+                f"try:\n  plan_tree(load_config({env!r}))\nexcept ComfyInitError as e:\n"
+                "  print(e.problems[0]); sys.exit(e.exit_code)\n")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        result = subprocess.run(prefix + [os.sys.executable, "-c", code], capture_output=True, text=True,
+                                cwd="/", env={"PYTHONPATH": repo})
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 77, result.stderr
+        assert models in result.stdout and "cannot be listed" in result.stdout
+    finally:
+        import shutil
+        os.chmod(models, 0o755)
+        shutil.rmtree(data_root)

@@ -50,3 +50,14 @@ def test_every_exit_code_passes_through(setup, tmp_path):
     print(f"256 runs in {time.monotonic() - started:.1f} s")
     wrong = [(code, status) for code, status, _run in results if status != code]
     assert not wrong, f"(expected, got): {wrong}\n{results[wrong[0][0]][2].output()}"
+
+
+def test_real_time_signal_death_gives_128_plus_n(setup, launch, tmp_path):
+    # Python has no name for most real-time signals: the status and the log line must not need one.
+    suicide = tmp_path / "kill-self.sh"
+    suicide.write_text("#!/bin/sh\nkill -40 $$\nsleep 5\n")
+    suicide.chmod(0o755)
+    run = launch(setup.env(COMFY_PYTHON=suicide))
+    assert run.wait(timeout=15) == 128 + 40, run.output()
+    assert "ComfyUI exited with signal 40 (SIG40)" in run.stderr()
+    assert "Traceback" not in run.output()

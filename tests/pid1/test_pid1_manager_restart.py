@@ -39,3 +39,15 @@ def test_manager_restart_starts_comfyui_again_exactly_once(setup, launch, tmp_pa
     assert run.wait(timeout=10) == 0, run.output()
     assert len(setup.events("started")) == 2
     assert [e["pid"] for e in setup.events("graceful_exit")] == [started[1]["pid"]]
+
+
+def test_a_stale_restart_request_does_not_restart_a_normal_exit(setup, launch):
+    # A .reboot left by an earlier life of the instance (the container was killed right after
+    # ComfyUI-Manager wrote it) must not turn this life's normal exit into a restart.
+    setup.session_reboot_file.parent.mkdir(parents=True, exist_ok=True)
+    setup.session_reboot_file.write_text("")
+    run = launch(setup.env(STANDIN_EXIT_CODE=0))
+    assert run.wait(timeout=15) == 0, run.output()
+    assert len(setup.events("started")) == 1
+    assert "asked for a restart" not in run.stderr()
+    assert not setup.session_reboot_file.exists()
