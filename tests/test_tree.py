@@ -19,6 +19,35 @@ def prepare(config):
     apply_steps(plan_tree(config))
 
 
+@pytest.fixture
+def public_data_root():
+    """A data root that user nobody can reach (pytest's own tmp_path is private to root)."""
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="comfy-init-test-", dir="/tmp")
+    os.chmod(root, 0o755)
+    yield root
+    for directory, _, _ in os.walk(root):
+        os.chmod(directory, 0o755)
+    shutil.rmtree(root)
+
+
+def plan_as_nobody(env):
+    """plan_tree in a child process as user nobody (or as ourselves when not root): (status, first line, stderr)."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; from comfy_init.config import load_config; from comfy_init.tree import plan_tree\n"
+            "from comfy_init.errors import ComfyInitError\n"
+            f"try:\n  plan_tree(load_config({env!r}))\nexcept ComfyInitError as e:\n"
+            "  print(e.problems[0]); sys.exit(e.exit_code)\n")
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    result = subprocess.run(prefix + [os.sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd="/", env={"PYTHONPATH": repo})
+    return result.returncode, result.stdout, result.stderr
+
+
 def test_creates_the_whole_tree(tmp_path):
     config = multi(tmp_path)
     prepare(config)
@@ -156,33 +185,15 @@ def test_read_only_directory_stops_with_77(tmp_path):
         subprocess.run(["umount", str(output)], check=True)
 
 
-def test_unwritable_directory_stops_with_77_for_a_plain_user(tmp_path):
-    import subprocess
-    import tempfile
-
-    # A data root that user nobody can reach (pytest's own tmp_path is private to root).
-    data_root = tempfile.mkdtemp(prefix="comfy-init-test-", dir="/tmp")
-    os.chmod(data_root, 0o755)
+def test_unwritable_directory_stops_with_77_for_a_plain_user(public_data_root):
     env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
-           "COMFY_DATA_DIRECTORY": os.path.join(data_root, "data")}
-    try:
-        prepare(load_config(env))  # made by root: nobody may read but not write
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = ("import sys; from comfy_init.config import load_config; from comfy_init.tree import plan_tree\n"
-                "from comfy_init.errors import PermissionDeniedError\n"
-                f"try:\n  plan_tree(load_config({env!r}))\nexcept PermissionDeniedError as e:\n"
-                "  print(e.problems[0]); sys.exit(e.exit_code)\n")
-        if os.geteuid() == 0:
-            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.sys.executable, "-c", code]
-        else:
-            os.chmod(os.path.join(data_root, "data", "instances", "core-1", "temp"), 0o500)
-            command = [os.sys.executable, "-c", code]
-        result = subprocess.run(command, capture_output=True, text=True, cwd="/", env={"PYTHONPATH": repo})
-        assert result.returncode == 77, result.stderr
-        assert result.stdout.startswith("cannot write ")
-    finally:
-        import shutil
-        shutil.rmtree(data_root)
+           "COMFY_DATA_DIRECTORY": os.path.join(public_data_root, "data")}
+    prepare(load_config(env))  # made by root: nobody may read but not write
+    if os.geteuid() != 0:
+        os.chmod(os.path.join(public_data_root, "data", "instances", "core-1", "temp"), 0o500)
+    status, line, stderr = plan_as_nobody(env)
+    assert status == 77, stderr
+    assert line.startswith("cannot write ")
 
 
 def test_compatibility_mode_creates_only_what_is_missing_and_moves_nothing(tmp_path):
@@ -274,30 +285,13 @@ def test_missing_directory_under_a_read_only_parent_is_reported_before_anything_
         subprocess.run(["umount", str(data)], check=True)
 
 
-def test_unreadable_directory_where_a_link_belongs_is_reported_not_a_traceback(tmp_path):
-    import subprocess
-    import tempfile
-
-    data_root = tempfile.mkdtemp(prefix="comfy-init-test-", dir="/tmp")
-    os.chmod(data_root, 0o755)
+def test_unreadable_directory_where_a_link_belongs_is_reported_not_a_traceback(public_data_root):
     env = {"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
-           "COMFY_DATA_DIRECTORY": os.path.join(data_root, "data")}
-    try:
-        models = os.path.join(data_root, "data", "instances", "core-1", "models")
-        os.makedirs(models)
-        os.chmod(models, 0o700 if os.geteuid() == 0 else 0o000)
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = ("import sys; from comfy_init.config import load_config; from comfy_init.tree import plan_tree\n"
-                "from comfy_init.errors import ComfyInitError\n"
-                f"try:\n  plan_tree(load_config({env!r}))\nexcept ComfyInitError as e:\n"
-                "  print(e.problems[0]); sys.exit(e.exit_code)\n")
-        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-        result = subprocess.run(prefix + [os.sys.executable, "-c", code], capture_output=True, text=True,
-                                cwd="/", env={"PYTHONPATH": repo})
-        assert "Traceback" not in result.stderr, result.stderr
-        assert result.returncode == 77, result.stderr
-        assert models in result.stdout and "cannot be listed" in result.stdout
-    finally:
-        import shutil
-        os.chmod(models, 0o755)
-        shutil.rmtree(data_root)
+           "COMFY_DATA_DIRECTORY": os.path.join(public_data_root, "data")}
+    models = os.path.join(public_data_root, "data", "instances", "core-1", "models")
+    os.makedirs(models)
+    os.chmod(models, 0o700 if os.geteuid() == 0 else 0o000)
+    status, line, stderr = plan_as_nobody(env)
+    assert "Traceback" not in stderr, stderr
+    assert status == 77, stderr
+    assert models in line and "cannot be listed" in line
