@@ -1,8 +1,9 @@
-"""The click CLI: parsing only. The operations live in their own modules and return results that
-`render` prints as text or JSON; errors become exit codes in one place (`cli.main`)."""
+"""The click CLI: parsing only, a file per subcommand. The operations live in their own modules and
+return results that `render` prints as text or JSON; errors become exit codes in one place
+(`_Group.invoke`). `comfy-init run` normally never gets here: __main__ hands it to the hand-written
+PID-1 path before click is imported."""
 
 import json
-import sys
 
 import click
 
@@ -33,25 +34,8 @@ def cli():
     """Run several ComfyUI instances safely on one shared data directory."""
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                               "help_option_names": []}, add_help_option=False)
-@click.pass_context
-def run(ctx):
-    """Prepare, claim and supervise this instance's ComfyUI (the image ENTRYPOINT; see `run --help`)."""
-    from comfy_init import signals
-    from comfy_init.run import run_main
+from comfy_init.cli.health import health  # noqa: E402  (subcommands register on the group above)
+from comfy_init.cli.run import run  # noqa: E402
 
-    signals.install()
-    ctx.exit(run_main(ctx.args))
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for an answer.")
-def health(as_json, timeout):
-    """Exit 0 when this instance's ComfyUI answers /system_stats (for HEALTHCHECK), else 1."""
-    from comfy_init.health import check_health
-
-    result = check_health(timeout=timeout)
-    render(result, as_json, f"{'healthy' if result.healthy else 'unhealthy'}: {result.url}: {result.detail}")
-    sys.exit(0 if result.healthy else 1)
+cli.add_command(run)
+cli.add_command(health)

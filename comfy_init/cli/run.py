@@ -1,0 +1,15 @@
+"""`comfy-init run` as listed by `comfy-init --help`; its options are parsed by comfy_init.run."""
+
+import click
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "help_option_names": []}, add_help_option=False)
+@click.pass_context
+def run(ctx):
+    """Prepare, claim and supervise this instance's ComfyUI (the image ENTRYPOINT; see `run --help`)."""
+    from comfy_init import signals
+    from comfy_init.run import run_main
+
+    signals.install()
+    ctx.exit(run_main(ctx.args))
