@@ -12,11 +12,10 @@ from comfy_init.config import load_config
 
 
 class HealthResult:
-    def __init__(self, url, healthy, detail, stats=None):
+    def __init__(self, url, healthy, detail):
         self.url = url
         self.healthy = healthy
         self.detail = detail
-        self.stats = stats
 
     def as_dict(self):
         return {"url": self.url, "healthy": self.healthy, "detail": self.detail}
@@ -35,4 +34,4 @@ def check_health(environ=None, timeout=5.0):
         reason = getattr(error, "reason", error)
         return HealthResult(url, False, f"no answer: {reason}")
     version = stats.get("system", {}).get("comfyui_version", "unknown") if isinstance(stats, dict) else "unknown"
-    return HealthResult(url, True, f"ComfyUI {version} answered", stats)
+    return HealthResult(url, True, f"ComfyUI {version} answered")

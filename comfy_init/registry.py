@@ -30,12 +30,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from .atomicfile import clean_stale_temps, lock_file, write_atomic
+from .config import RECOVERY_MODES
 from .errors import CannotCreateError, ConfigError, DataError, IOFailure
 
 REGISTRY_NAME = "instance-registry.json"
 SCHEMA_VERSION = 1
 RECOVER_VARIABLE = "COMFY_REGISTRY_RECOVER"
-RECOVER_MODES = ("backup", "reset")
 
 _SCHEMA_RESOURCE = "registry.schema.json"
 _MESSAGE_LIMIT = 300
@@ -112,7 +112,7 @@ class Registry:
         is above the damaged file's (if it can still be read) and the .bak's + 1. A registry
         that is missing or valid is left alone, so a COMFY_REGISTRY_RECOVER left set does no harm.
         """
-        if mode not in RECOVER_MODES:
+        if mode not in RECOVERY_MODES:
             raise ConfigError(f"{RECOVER_VARIABLE}={mode!r}: must be 'backup' or 'reset'")
         if not os.path.lexists(self.path):
             return f"{self.path} does not exist: nothing to recover ({RECOVER_VARIABLE}={mode} ignored)"

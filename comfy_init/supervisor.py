@@ -55,7 +55,6 @@ class Supervisor:
         self.child_status = None
         self.stop_reason = None
         self.kill_deadline = None
-        self.spawn_count = 0
         self.ready = False  # set by the readiness thread once /system_stats answered
 
     # -- the jobs -----------------------------------------------------------------------------
@@ -79,7 +78,6 @@ class Supervisor:
         self.child_status = None
         self.ready = False
         self._give_terminal()
-        self.spawn_count += 1
         log.info(f"started ComfyUI: pid {self.child.pid}, command: {' '.join(self.spec.command)}")
         if self.ready_url:
             threading.Thread(target=self._announce_ready, args=(self.child.pid,), daemon=True).start()
