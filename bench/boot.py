@@ -38,7 +38,8 @@ def build_tree(root, files):
     env = environment(root)
     subprocess.run(command(), env=env, check=True, capture_output=True)  # dry run: validates the env
     # Prepare the tree for real so the timed dry runs measure the steady state ("already in place").
-    code = "from comfy_init.config import load_config; from comfy_init.tree import apply_steps, plan_tree; " \
+    code = "from comfy_init.boot.config import load_config; from comfy_init.tree.apply import apply_steps
+from comfy_init.tree.planner import plan_tree; " \
            "apply_steps(plan_tree(load_config()))"
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 

@@ -3,7 +3,7 @@
     python bench/claims.py [--count 32] [--data DIR]
 
 Acquire-level on purpose: each of N processes (forked from this one) builds its configuration and
-calls comfy_init.claims.acquire on its own instance id with its own Registry on the shared
+calls comfy_init.store.claims.acquire on its own instance id with its own Registry on the shared
 meta/ folder, exactly what `comfy-init run` does before it starts ComfyUI, without the cost of N
 Python start-ups and N ComfyUIs, which would measure process start-up instead of the claim. The
 processes meet at a barrier and claim at once; while all of them hold their claims the registry
@@ -31,9 +31,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from comfy_init import claims  # noqa: E402
-from comfy_init.config import load_config  # noqa: E402
-from comfy_init.registry import Registry  # noqa: E402
+from comfy_init.store import claims  # noqa: E402
+from comfy_init.boot.config import load_config  # noqa: E402
+from comfy_init.layout import Layout  # noqa: E402
+from comfy_init.store.registry import Registry  # noqa: E402
 
 
 def instance_id(index: int) -> str:
@@ -48,10 +49,11 @@ def claimer(index, data_dir, barrier, results, release):
             "COMFY_DATA_DIRECTORY": data_dir, "COMFY_PORT": str(20000 + index),
             "COMFY_LISTEN": "127.0.0.1",
         })
-        registry = Registry(config.meta_dir)
+        registry = Registry(config.layout)
         barrier.wait()
         started = time.time()
-        claim = claims.acquire(registry, config)
+        claim = claims.acquire(registry, config.instance_id, port=config.port, listen=config.listen,
+                               lease=config.claim_lease)
         claimed = time.time()
         results.put(("claimed", index, os.getpid(), started, claimed, claim.record["token"],
                      claim.generation))
@@ -84,7 +86,7 @@ def collect(results, count, kind, timeout=120.0):
 def bench(count, data_dir, warm, prefix=""):
     """One round on `data_dir`; print its key=value lines; return the problems found."""
     if warm:
-        from comfy_init import registry as registry_module
+        from comfy_init.store import registry as registry_module
         registry_module._validator()  # built here, inherited by every forked claimer
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(count)
@@ -101,7 +103,7 @@ def bench(count, data_dir, warm, prefix=""):
         problems += [f"instance {instance_id(e[1])}: {e[5]}" for e in errors]
 
         # Everyone holds a claim now: look at the registry as a third party would.
-        held = Registry(os.path.join(data_dir, "meta")).load()
+        held = Registry(Layout(data_dir)).load()
         tokens = [c[5] for c in claimed.values()]
         if len(set(tokens)) != len(tokens):
             problems.append("two processes got the same claim token")
@@ -124,7 +126,7 @@ def bench(count, data_dir, warm, prefix=""):
             if worker.is_alive():
                 worker.kill()
 
-    final = Registry(os.path.join(data_dir, "meta")).load()
+    final = Registry(Layout(data_dir)).load()
     generations = {i: final["instances"].get(instance_id(i), {}).get("claim_generation") for i in range(count)}
     lost = [instance_id(i) for i, generation in generations.items() if generation is None]
     wrong = [instance_id(i) for i, generation in generations.items() if generation not in (None, 1)]
@@ -165,7 +167,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     root = args.data or tempfile.mkdtemp(prefix="bench-claims-")
-    print("mode=acquire-level (forked processes, comfy_init.claims.acquire on a shared data tree)")
+    print("mode=acquire-level (forked processes, comfy_init.store.claims.acquire on a shared data tree)")
     print(f"cpus={os.cpu_count()}")
     problems = bench(args.count, os.path.join(root, "cold"), warm=False)
     problems += [f"warm: {p}" for p in bench(args.count, os.path.join(root, "warm"), warm=True, prefix="warm_")]

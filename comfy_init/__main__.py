@@ -10,13 +10,13 @@ import sys
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["run"]:
-        from comfy_init import signals
+        from comfy_init.pid1 import signals
 
         signals.install()  # first: a SIGTERM 100 ms after the container starts must not be lost
-        from comfy_init.run import run_main
+        from comfy_init.boot.main import run_main
 
         return run_main(argv[1:])
-    from comfy_init.cli import cli
+    from comfy_init.cli.main import cli
 
     return cli.main(args=argv, prog_name="comfy-init", standalone_mode=True)
 

@@ -3,15 +3,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 
 @pytest.fixture
 def base_env(tmp_path):
     """A minimal multi-instance environment on a fresh data directory, with the stand-in checkout."""
-    from tests.standin import STANDIN_DIR
+    from tests.support.standin import STANDIN_DIR
 
     return {
         "COMFY_MULTI_INSTANCE": "true",

@@ -1,18 +1,19 @@
 """`comfy-init health`: the image's HEALTHCHECK."""
 
-import sys
-
 import click
+
+from comfy_init.cli.options import finish, json_option
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for an answer.")
 def health(as_json, timeout):
-    """Exit 0 when this instance's ComfyUI answers /system_stats (for HEALTHCHECK), else 1."""
-    from comfy_init.cli import render
-    from comfy_init.health import check_health
+    """Exit 0 when this instance's ComfyUI answers /system_stats (for HEALTHCHECK), else 1.
 
-    result = check_health(timeout=timeout)
-    render(result, as_json, f"{'healthy' if result.healthy else 'unhealthy'}: {result.url}: {result.detail}")
-    sys.exit(0 if result.healthy else 1)
+    \b
+    Example:  comfy-init health --json
+    """
+    from comfy_init.ops.health import check_health
+
+    finish(check_health(timeout=timeout), as_json)

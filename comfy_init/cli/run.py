@@ -1,4 +1,4 @@
-"""`comfy-init run` as listed by `comfy-init --help`; its options are parsed by comfy_init.run."""
+"""`comfy-init run` as listed by `comfy-init --help`; its options are parsed by comfy_init.boot."""
 
 import click
 
@@ -8,8 +8,8 @@ import click
 @click.pass_context
 def run(ctx):
     """Prepare, claim and supervise this instance's ComfyUI (the image ENTRYPOINT; see `run --help`)."""
-    from comfy_init import signals
-    from comfy_init.run import run_main
+    from comfy_init.boot.main import run_main
+    from comfy_init.pid1 import signals
 
     signals.install()
     ctx.exit(run_main(ctx.args))

@@ -1,7 +1,7 @@
 """Fixtures for the PID 1 tests: an instance's files, and comfy-init runs that never outlive a test."""
 
 import pytest
-from pid1_support import ComfyInit, Setup, namespace_problem
+from tests.support.pid1 import ComfyInit, Setup, namespace_problem
 
 
 @pytest.fixture(scope="session")

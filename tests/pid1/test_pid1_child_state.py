@@ -15,7 +15,8 @@ import signal
 import sys
 
 import pytest
-from pid1_support import signal_set, status_field, wait_until
+from tests.support.pid1 import signal_set, status_field
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
 

@@ -6,7 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from pid1_support import ComfyInit, free_port
+from tests.support.pid1 import ComfyInit
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
 

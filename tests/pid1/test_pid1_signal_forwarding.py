@@ -7,7 +7,7 @@ SIGINT is ComfyUI's graceful stop (KeyboardInterrupt); SIGTERM would kill it wit
 import signal
 
 import pytest
-from pid1_support import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
 

@@ -5,7 +5,8 @@ import signal
 import time
 
 import pytest
-from pid1_support import process_table, zombies
+from tests.support.pid1 import zombies
+from tests.support.processes import process_table
 
 pytestmark = pytest.mark.pid1  # runs without unshare: no pid_namespace fixture
 

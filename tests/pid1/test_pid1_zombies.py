@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from pid1_support import ComfyInit, namespace_processes, zombies
+from tests.support.pid1 import ComfyInit, namespace_processes, zombies
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
 

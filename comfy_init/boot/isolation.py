@@ -1,0 +1,136 @@
+"""Path settings that would break isolation, refused before anything is written (exit 78).
+
+The rule: an instance directory is this instance's alone: not the data root or above it, not
+inside or above shared/ or meta/, not inside or above another instance's directory, and apart
+from the ComfyUI checkout; the shared directory holds no instance and no meta. Settings are
+compared as written AND as they resolve now (a link in a setting's path counts), with string work
+and realpath only: no directory is listed.
+"""
+
+import os
+
+from comfy_init.comfyui.command import PATH_FLAGS, flag_values
+from comfy_init.problems import Problem
+from comfy_init.tree.paths import is_inside, overlaps
+
+
+def _forms(path):
+    """The path as written (normalised) and as it resolves now."""
+    return {os.path.normpath(path), os.path.realpath(path)}
+
+
+def _any(test, a, b):
+    return any(test(x, y) for x in _forms(a) for y in _forms(b))
+
+
+def _problem(message, fix):
+    return Problem("settings-overlap", message, fix=fix)
+
+
+def setting_overlap_problems(layout, instance, app_dir, *, multi, environ):
+    problems = []
+    if multi:
+        problems += _instance_problems(layout, instance, environ)
+        problems += _shared_problems(layout, environ)
+    name = "COMFY_INSTANCE_DIRECTORY" if multi else "COMFY_BASE_DIRECTORY"
+    if _any(overlaps, instance.root, app_dir):
+        problems.append(_problem(
+            f"{name}={instance.root!r} and COMFY_APP_DIRECTORY={app_dir!r} overlap: ComfyUI's checkout "
+            "must not hold, or be inside, an instance's data",
+            f"keep the data under COMFY_DATA_DIRECTORY and the checkout apart, e.g. {name}="
+            f"{layout.instance(instance.id).root if multi else layout.compat_base}"))
+    return problems
+
+
+def _instance_problems(layout, instance, environ):
+    setting = f"COMFY_INSTANCE_DIRECTORY={instance.root!r}"
+    fix = f"leave COMFY_INSTANCE_DIRECTORY unset (it defaults to {layout.instance(instance.id).root})"
+    found = []
+    if _any(lambda a, b: is_inside(b, a), instance.root, layout.data):
+        found.append(_problem(f"{setting} is the data root COMFY_DATA_DIRECTORY={layout.data!r} or above it", fix))
+    for other_name, other in (("COMFY_SHARED_DIRECTORY", layout.shared), ("the meta directory", layout.meta)):
+        if _any(overlaps, instance.root, other):
+            found.append(_problem(f"{setting} overlaps {other_name} ({other}): an instance's temp is wiped "
+                                  "at every start and its folders are written by ComfyUI", fix))
+    for form in _forms(instance.root):
+        for instances in _forms(layout.instances):
+            if form == instances or is_inside(instances, form):
+                found.append(_problem(f"{setting} holds every instance's directory ({layout.instances})", fix))
+            elif is_inside(form, instances):
+                owner = os.path.relpath(form, instances).split(os.sep)[0]
+                if owner != instance.id:
+                    found.append(_problem(
+                        f"{setting} is inside the directory of instance {owner!r} ({os.path.join(instances, owner)}), "
+                        f"not of {instance.id!r}: two ComfyUIs would share its folders", fix))
+    return _unique(found)
+
+
+def _shared_problems(layout, environ):
+    if environ.get("COMFY_SHARED_DIRECTORY", "").strip() == "":
+        return []
+    setting = f"COMFY_SHARED_DIRECTORY={layout.shared!r}"
+    fix = f"leave COMFY_SHARED_DIRECTORY unset (it defaults to {os.path.join(layout.data, 'shared')})"
+    found = []
+    if _any(lambda a, b: is_inside(b, a), layout.shared, layout.data):
+        found.append(_problem(f"{setting} is the data root or above it: it would hold the instances and meta/", fix))
+    for other_name, other in (("the instances directory", layout.instances), ("the meta directory", layout.meta)):
+        if _any(overlaps, layout.shared, other):
+            found.append(_problem(f"{setting} overlaps {other_name} ({other}): shared models would sit in an "
+                                  "instance's folders, where ComfyUI deletes temp at every start", fix))
+    return _unique(found)
+
+
+def _unique(problems):
+    seen, kept = set(), []
+    for problem in problems:
+        if problem.message not in seen:
+            seen.add(problem.message)
+            kept.append(problem)
+    return kept
+
+
+def argument_path_problems(layout, instance, arguments, source):
+    """ComfyUI path flags in CLI_ARGS (or after `--`) whose value reaches shared/, meta/, the data
+    root, or another instance's directory. A value inside this instance, or outside the data tree,
+    is the user's business."""
+    problems = []
+    for flag, value, given in flag_values(arguments, PATH_FLAGS):
+        path = _flag_path(flag, value)
+        if path is None:
+            continue
+        why = _foreign_place(layout, instance, path)
+        if why:
+            problems.append(_problem(
+                f"{source}: {given} {value!r} {why}: ComfyUI would read and write there for instance "
+                f"{instance.id!r}", "remove it: comfy-init gives every instance its own folders"))
+    return problems
+
+
+def _flag_path(flag, value):
+    if not value:
+        return None
+    if flag == "--database-url":
+        if not value.startswith("sqlite:///") or value.startswith("sqlite:///:memory:"):
+            return None  # another database server, or no file at all
+        value = value[len("sqlite:///"):].split("?", 1)[0]
+    return os.path.abspath(value)
+
+
+def _foreign_place(layout, instance, path):
+    """Why `path` is not this instance's to use, or None."""
+    if _any(is_inside, path, instance.root):
+        return None
+    if _any(lambda a, b: is_inside(b, a), path, layout.data):
+        return "is the data root or above it"
+    for name, other in (("shared/", layout.shared), ("meta/", layout.meta)):
+        if _any(overlaps, path, other):
+            return f"reaches into {name}"
+    for form in _forms(path):
+        for instances in _forms(layout.instances):
+            if is_inside(form, instances) and form != instances:
+                owner = os.path.relpath(form, instances).split(os.sep)[0]
+                if owner != instance.id:
+                    return f"is inside the directory of instance {owner!r}"
+            elif is_inside(instances, form):
+                return "holds every instance's directory"
+    return None

@@ -1,0 +1,159 @@
+"""The real start: make the tree, claim the instance, and supervise ComfyUI until it is gone.
+
+Called by `run` with a Plan that was checked completely before anything was written. The port is
+checked before the claim, so a start refused for a busy port writes nothing at all.
+"""
+
+import errno
+import os
+import socket
+import threading
+
+from comfy_init import log
+from comfy_init.boot import privileges
+from comfy_init.boot.plan import plan_steps
+from comfy_init.comfyui.endpoint import bind_host, system_stats_url
+from comfy_init.errors import TEMPFAIL, BusyError
+from comfy_init.pid1 import signals
+from comfy_init.pid1.supervisor import ChildSpec, Supervisor, become_subreaper
+from comfy_init.problems import Problem
+from comfy_init.store import claims
+from comfy_init.store.registry import Registry, RegistryDamaged
+from comfy_init.tree.apply import apply_steps
+
+RECOVER_VARIABLE = "COMFY_REGISTRY_RECOVER"
+
+
+def _recover_advice(mode):
+    return f"set {RECOVER_VARIABLE}={mode}"
+
+
+def launch(plan, environ):
+    config = plan.config
+    _warn_if_not_pid1()
+    registry = Registry(config.layout)
+    try:
+        return _claim_and_supervise(plan, environ, registry)
+    except RegistryDamaged as damaged:
+        raise damaged.advise(_recover_advice) from None
+
+
+def _claim_and_supervise(plan, environ, registry):
+    config = plan.config
+    _recover_registry_if_asked(registry, config)
+    _check_port_free(registry, config)
+    try:
+        claim = claims.acquire(registry, config.instance_id, port=config.port, listen=config.listen,
+                               lease=config.claim_lease, stop_requested=signals.stop_pending)
+    except claims.StopRequested:
+        log.info("stop requested while waiting for the claim: not starting ComfyUI")
+        return 0
+    log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
+    lost = threading.Event()
+    try:
+        # Planned again now that the instance is ours: the claim may have waited a whole lease.
+        steps = plan_steps(config, plan.checkout)
+        apply_steps(steps, config.data_dir, link_anywhere=not config.multi_instance)
+        user = privileges.prepare(config, steps)
+        spec = ChildSpec(plan.command, _child_environment(environ, config, user), config.app_dir,
+                         user=user and user.uid, group=user and user.gid,
+                         extra_groups=user and user.groups)
+        supervisor = Supervisor(spec, stop_timeout=config.stop_timeout,
+                                ready_url=system_stats_url(config.listen, config.port),
+                                reboot_marker=config.instance.session_file + ".reboot", claim_lost=lost)
+        renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
+        renewer.start()
+        try:
+            status = supervisor.run()
+        finally:
+            renewer.stop()
+    finally:
+        if not lost.is_set():
+            claim.release()
+    if lost.is_set():
+        log.error(f"exiting {TEMPFAIL}: the claim on {config.instance_id!r} was taken over by another holder")
+        return TEMPFAIL
+    log.info(f"released instance {config.instance_id!r}")
+    return status
+
+
+def _warn_if_not_pid1():
+    if os.getpid() == 1:
+        return
+    if become_subreaper():
+        return
+    log.warning("not PID 1 and cannot become a child subreaper: orphans of ComfyUI are reaped by "
+                "whoever is PID 1 here, and may stay zombies")
+
+
+def _recover_registry_if_asked(registry, config):
+    if config.registry_recover is None:
+        return
+    try:
+        registry.load()
+        return  # a healthy registry is never reset, even when the variable stays set
+    except RegistryDamaged:
+        pass
+    log.warning(registry.recover(config.registry_recover) + f"; unset {RECOVER_VARIABLE} once the start works")
+
+
+def _check_port_free(registry, config):
+    """Before anything is written: is the port free? When it is held by this very instance's claim,
+    the claim decides (and names the holder)."""
+    host = bind_host(config.listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, config.port))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            return  # ComfyUI reports other bind problems itself
+        holder = claims.port_holder(registry, config.port, None)
+        if holder == config.instance_id:
+            return
+        by = f" by instance {holder!r}" if holder else ""
+        raise BusyError(Problem(
+            "port-in-use", f"COMFY_PORT={config.port}: port {config.port} is already in use{by}",
+            fix="give this instance another COMFY_PORT, or stop what listens there")) from None
+    finally:
+        probe.close()
+
+
+def _child_environment(environ, config, user):
+    env = dict(environ)
+    env["__COMFY_CLI_SESSION__"] = config.instance.session_file
+    if user is not None:
+        env["HOME"] = user.home
+        env["USER"] = env["LOGNAME"] = user.name
+    return env
+
+
+class _ClaimRenewer:
+    """Renews the claim in a thread; a lost claim wakes the supervisor, which stops ComfyUI."""
+
+    def __init__(self, claim, interval, lost):
+        self.claim = claim
+        self.interval = interval
+        self.lost = lost
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="claim-renewer", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join()
+
+    def _loop(self):
+        while not self._stopping.wait(self.interval):
+            try:
+                self.claim.renew()
+            except claims.LostClaim as error:
+                log.error(str(error))
+                self.lost.set()
+                signals.wake()
+                return
+            except Exception as error:  # a slow lock or a bad registry must not kill ComfyUI
+                log.warning(f"could not renew the claim, will retry: {error}")

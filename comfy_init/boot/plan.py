@@ -1,0 +1,74 @@
+"""Everything `run` decides before touching the disk: configuration, checkout, tree steps, device,
+command. The dry run prints exactly this; the real start carries it out.
+"""
+
+import shlex
+
+from comfy_init.comfyui.checkout import probe_checkout
+from comfy_init.comfyui.command import build_command
+from comfy_init.comfyui.gpu import resolve_device
+from comfy_init.errors import ComfyInitError
+from comfy_init.results import Result
+from comfy_init.tree.checkout_links import plan_checkout_links
+from comfy_init.tree.planner import plan_tree
+
+
+class Plan:
+    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command")
+
+    def __init__(self, config, checkout, steps, device, device_reason, command):
+        self.config = config
+        self.checkout = checkout
+        self.steps = steps
+        self.device = device
+        self.device_reason = device_reason
+        self.command = command
+
+    def as_dict(self):
+        return {
+            "config": self.config.as_dict(),
+            "checkout": self.checkout.as_dict(),
+            "device": {"device": self.device, "reason": self.device_reason},
+            "actions": [step.as_dict() for step in self.steps],
+            "command": self.command,
+        }
+
+    def lines(self):
+        lines = ["comfy-init run --dry-run: nothing was changed", "", "configuration:"]
+        for name, value in self.config.as_dict().items():
+            lines.append(f"  {name:<18} {value!r}" if not isinstance(value, str) else f"  {name:<18} {value}")
+        checkout = self.checkout
+        lines += ["", "checkout:",
+                  f"  {'path':<18} {checkout.path}",
+                  f"  {'version':<18} {checkout.version or 'unknown'}",
+                  f"  {'--base-directory':<18} {'supported' if checkout.base_directory else 'not supported: links inside the checkout'}",
+                  f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
+                  "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
+        lines += [f"  {step.describe()}" for step in self.steps]
+        lines += ["", "command:", "  " + shlex.join(self.command)]
+        return lines
+
+
+def plan_steps(config, checkout):
+    """Every step of the data tree and, for old releases, of the checkout's links."""
+    steps = plan_tree(config.layout, config.instance, multi=config.multi_instance)
+    return steps + plan_checkout_links(checkout, config.instance)
+
+
+def make_plan(config, environ, extra_args):
+    checkout = probe_checkout(config.app_dir)
+    steps = plan_steps(config, checkout)
+    device, reason = resolve_device(config.device, environ)
+    command = build_command(python=config.python, checkout=checkout, instance=config.instance,
+                            listen=config.listen, port=config.port, device=device,
+                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args))
+    return Plan(config, checkout, steps, device, reason, command)
+
+
+def dry_run(config, environ, extra_args):
+    """The dry run's Result: the plan, or the problems that would stop the start."""
+    try:
+        plan = make_plan(config, environ, extra_args)
+    except ComfyInitError as error:
+        return Result.failure("run --dry-run", error)
+    return Result("run --dry-run", plan.as_dict(), plan.lines())

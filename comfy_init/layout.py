@@ -1,0 +1,138 @@
+"""The data tree's layout: every path of it, for any instance, in one place.
+
+    <data>/shared/{models/<folders>, input, workflows}
+    <data>/instances/<id>/{custom_nodes, user, temp, output, models -> ../../shared/models, input -> ...}
+    <data>/meta/{instance-registry.json, locks/, backup-snapshots/, shared-configs/, trash/, ...}
+    <data>/comfy/{models, custom_nodes, input, output, temp, user}   (compatibility mode)
+
+Nothing else in comfy-init joins path strings of the tree: a command about instance `b`, run from
+a host shell, asks `Layout(data).instance("b").user`. Pure string work, no disk access, stdlib
+only: this is on the start-up path of PID 1.
+"""
+
+import os
+
+# ComfyUI's model folders (folder_paths.py), the legacy names clip and unet included, so every
+# instance and every ComfyUI release finds the same shared folders.
+MODEL_FOLDERS = (
+    "audio_encoders", "checkpoints", "classifiers", "clip", "clip_vision", "configs", "controlnet",
+    "diffusers", "diffusion_models", "embeddings", "gligen", "hypernetworks", "loras",
+    "model_patches", "photomaker", "style_models", "t2i_adapter", "text_encoders", "unet",
+    "upscale_models", "vae", "vae_approx",
+)
+# Each instance's own folders: nothing in them may be shared between two ComfyUI processes.
+OWN_FOLDERS = ("custom_nodes", "user", "temp", "output")
+# What an instance reaches through links into shared/.
+SHARED_LINKS = ("models", "input")
+# The flat layout of the single-instance images this replaces; compatibility mode keeps it.
+COMPAT_FOLDERS = ("models", "custom_nodes", "input", "output", "temp", "user")
+# The instance id compatibility mode claims under (its tree has no id of its own).
+COMPAT_INSTANCE_ID = "comfy"
+
+REGISTRY_NAME = "instance-registry.json"
+# In the instance's own user folder: written by ComfyUI-Manager as ComfyUI's user, and not in temp,
+# which ComfyUI deletes on exit.
+SESSION_NAME = "comfy-init-session"
+DATABASE_NAME = "comfyui.db"
+
+
+class InstancePaths:
+    """The paths of one instance. `root` is what ComfyUI gets as --base-directory.
+
+    In multi-instance mode `models` and `input` are links into shared/; in compatibility mode
+    (`compat`) they are the old layout's own folders.
+    """
+
+    __slots__ = ("id", "root", "compat")
+
+    def __init__(self, instance_id, root, compat=False):
+        self.id = instance_id
+        self.root = root
+        self.compat = compat
+
+    def _join(self, name):
+        return os.path.join(self.root, name)
+
+    custom_nodes = property(lambda self: self._join("custom_nodes"))
+    user = property(lambda self: self._join("user"))
+    temp = property(lambda self: self._join("temp"))
+    output = property(lambda self: self._join("output"))
+    models = property(lambda self: self._join("models"))
+    input = property(lambda self: self._join("input"))
+    venv = property(lambda self: self._join("venv"))
+    database = property(lambda self: os.path.join(self.user, DATABASE_NAME))
+    session_file = property(lambda self: os.path.join(self.user, SESSION_NAME))
+
+    def folder(self, name):
+        """One of COMPAT_FOLDERS (= OWN_FOLDERS + SHARED_LINKS) by name."""
+        if name not in COMPAT_FOLDERS:
+            raise ValueError(f"not an instance folder: {name!r}")
+        return self._join(name)
+
+    def own_folders(self):
+        """The folders ComfyUI writes that belong to this instance alone (compatibility mode: the
+        old layout's input too, which no other instance shares)."""
+        names = OWN_FOLDERS + (("input",) if self.compat else ())
+        return [self._join(name) for name in names]
+
+    def __repr__(self):
+        return f"InstancePaths({self.id!r}, {self.root!r}{', compat' if self.compat else ''})"
+
+
+class Layout:
+    """The paths of one data tree. `shared_dir` defaults to <data>/shared."""
+
+    __slots__ = ("data", "shared")
+
+    def __init__(self, data_dir, shared_dir=None):
+        self.data = data_dir
+        self.shared = shared_dir or os.path.join(data_dir, "shared")
+
+    # -- shared ------------------------------------------------------------------------------
+    shared_models = property(lambda self: os.path.join(self.shared, "models"))
+    shared_input = property(lambda self: os.path.join(self.shared, "input"))
+    shared_workflows = property(lambda self: os.path.join(self.shared, "workflows"))
+
+    def model_folder(self, name):
+        return os.path.join(self.shared_models, name)
+
+    # -- instances ---------------------------------------------------------------------------
+    instances = property(lambda self: os.path.join(self.data, "instances"))
+
+    def instance(self, instance_id, root=None):
+        """The paths of instance `instance_id`, at <data>/instances/<id> unless `root` says otherwise."""
+        return InstancePaths(instance_id, root or os.path.join(self.instances, instance_id))
+
+    def compat_instance(self, base_dir=None, instance_id=None):
+        """The single-instance layout of compatibility mode, at <data>/comfy unless `base_dir`."""
+        return InstancePaths(instance_id or COMPAT_INSTANCE_ID, base_dir or self.compat_base, compat=True)
+
+    compat_base = property(lambda self: os.path.join(self.data, "comfy"))
+
+    # -- meta --------------------------------------------------------------------------------
+    meta = property(lambda self: os.path.join(self.data, "meta"))
+    registry = property(lambda self: os.path.join(self.meta, REGISTRY_NAME))
+    locks = property(lambda self: os.path.join(self.meta, "locks"))
+    snapshots = property(lambda self: os.path.join(self.meta, "backup-snapshots"))
+    shared_configs = property(lambda self: os.path.join(self.meta, "shared-configs"))
+    trash = property(lambda self: os.path.join(self.meta, "trash"))
+    compose_file = property(lambda self: os.path.join(self.meta, "compose.instances.yml"))
+    migration_journal = property(lambda self: os.path.join(self.meta, "migration-journal.json"))
+    model_hash_cache = property(lambda self: os.path.join(self.meta, "model-hashes.json"))
+
+    def meta_folders(self):
+        """The folders under meta/ that every start makes sure of."""
+        return [self.shared_configs, self.snapshots, self.locks]
+
+    def lock_path(self, instance_id):
+        """The flock a running comfy-init holds for its instance's whole life."""
+        return os.path.join(self.locks, f"{instance_id}.lock")
+
+    def snapshot_dir(self, instance_id):
+        return os.path.join(self.snapshots, instance_id)
+
+    def template_dir(self, name):
+        return os.path.join(self.shared_configs, name)
+
+    def __repr__(self):
+        return f"Layout({self.data!r})"

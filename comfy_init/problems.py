@@ -1,0 +1,97 @@
+"""Problems as data: what is wrong, where, and how to fix it, with a stable `kind` name.
+
+Every check in comfy-init reports `Problem`s instead of prose, so that a person (text), a script
+(`--json`) and a later `check --fix` all work from the same facts. The exit code comes from the
+kind, never from the wording. `KINDS` is the one list of kinds; docs/troubleshooting-style tables
+and the JSON envelope use these names, so a kind is never renamed, only added.
+"""
+
+from comfy_init import exitcodes as errors
+
+# kind -> (exit code, what it means). Ordered by the part of comfy-init that reports it.
+KINDS = {
+    # configuration (environment variables, options)
+    "bad-setting": (errors.CONFIG, "an environment variable or option has a bad value"),
+    "settings-overlap": (errors.CONFIG, "two path settings resolve to overlapping trees"),
+    "usage": (errors.USAGE, "a command was called with arguments it does not take"),
+    # the data tree
+    "invalid-data": (errors.DATAERR, "the data tree holds something comfy-init must not touch"),
+    "not-a-directory": (errors.DATAERR, "something other than a directory stands where one belongs"),
+    "link-expected": (errors.DATAERR, "a real directory holding files stands where a link belongs"),
+    "wrong-link": (errors.DATAERR, "a link points somewhere other than where it must"),
+    "escapes-root": (errors.DATAERR, "a link leads out of the data root"),
+    "broken-link": (errors.DATAERR, "a link leads nowhere, in a loop, or to a non-directory"),
+    "shared-folder": (errors.DATAERR, "an instance folder resolves into another instance or shared/"),
+    "changed-while-preparing": (errors.DATAERR, "the tree changed between planning and applying"),
+    "not-writable": (errors.NOPERM, "ComfyUI or comfy-init must write a path and cannot"),
+    "cannot-look": (errors.NOPERM, "a path cannot be looked at (permission denied)"),
+    "cannot-create": (errors.CANTCREAT, "a directory, link or file cannot be created"),
+    "missing-path": (errors.NOINPUT, "a required path is missing"),
+    # the store: registry, claims, locks
+    "registry-damaged": (errors.DATAERR, "the instance registry does not parse or breaks its schema"),
+    "registry-newer": (errors.DATAERR, "the instance registry was written by a newer comfy-init"),
+    "registry-invalid-write": (errors.DATAERR, "comfy-init refused to write a registry that breaks its schema"),
+    "not-a-regular-file": (errors.DATAERR, "a file comfy-init reads or locks is a link, FIFO, directory or device"),
+    "single-file-mount": (errors.CONFIG, "a registry file is a single-file bind mount"),
+    "instance-held": (errors.TEMPFAIL, "another live process runs this instance"),
+    "lock-timeout": (errors.TEMPFAIL, "a lock stayed held longer than the wait allowed"),
+    "port-in-use": (errors.TEMPFAIL, "the port is already taken"),
+    "claim-lost": (errors.TEMPFAIL, "this process's claim was taken over"),
+    "io-error": (errors.IOERR, "reading or writing failed below comfy-init"),
+    # ComfyUI
+    "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
+    "failed": (errors.FAILED, "an operation or check failed"),
+}
+
+# When problems of several kinds are reported together, the exit code is the first of these that
+# any of them has: what the user must fix first (a setting) wins over what follows from it.
+EXIT_PRECEDENCE = (errors.CONFIG, errors.USAGE, errors.NOINPUT, errors.DATAERR, errors.NOPERM,
+                   errors.CANTCREAT, errors.IOERR, errors.TEMPFAIL, errors.FAILED)
+
+
+class Problem:
+    """One finding. `path` is the path it is about (or None), `message` what is wrong there,
+    `fix` what the user should do; `exit_code` follows from `kind`."""
+
+    __slots__ = ("kind", "path", "message", "fix", "details")
+
+    def __init__(self, kind, message, *, path=None, fix=None, details=()):
+        if kind not in KINDS:
+            raise ValueError(f"unknown problem kind {kind!r}")
+        self.kind = kind
+        self.path = path
+        self.message = message
+        self.fix = fix
+        self.details = tuple(details)  # further lines (a schema error per line, ...)
+
+    @property
+    def exit_code(self):
+        return KINDS[self.kind][0]
+
+    def line(self):
+        """The one line a person reads: `<path>: <message>; <fix>`."""
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text}; {self.fix}" if self.fix else text
+
+    def lines(self):
+        """`line()`, or, when there are details, the head, the details and `fix: ...` last."""
+        if not self.details:
+            return [self.line()]
+        head = f"{self.path}: {self.message}" if self.path else self.message
+        return [head, *self.details, *([f"fix: {self.fix}"] if self.fix else [])]
+
+    def as_dict(self):
+        return {"kind": self.kind, "path": self.path, "message": self.message, "fix": self.fix,
+                "details": list(self.details), "exit_code": self.exit_code}
+
+    def __repr__(self):
+        return f"Problem({self.kind!r}, {self.line()!r})"
+
+
+def exit_code_of(problems):
+    """The exit code for a set of problems reported together (0 for none)."""
+    codes = {problem.exit_code for problem in problems}
+    for code in EXIT_PRECEDENCE:
+        if code in codes:
+            return code
+    return min(codes) if codes else errors.OK
