@@ -1,11 +1,13 @@
 """Start-up cost must not depend on how much the models weigh.
 
 Builds data trees holding 100,000 and 1,000 model files (empty files in nested folders), then times
-the whole process `comfy-init run --dry-run` for an instance on each, against `python -I -c pass`
-measured in the same run. Prints:
+the whole process `comfy-init run --dry-run` for an instance on each, and the REAL start on the 100k
+tree (tree check, registry, claim, port check, spawn, release) with a "ComfyUI" that exits at once
+(COMFY_PYTHON=/bin/true), against `python -I -c pass` measured in the same run. Prints:
 
-  boot_ratio=<median dry run on the 100k tree / median bare python>   target <= 3.0
-  size_effect=<median on the 100k tree / median on the 1k tree>       target <= 1.10
+  boot_ratio=<median dry run on the 100k tree / median bare python>          target <= 3.0
+  real_start_ratio=<median real start on the 100k tree / median bare python> target <= 5.0
+  size_effect=<median on the 100k tree / median on the 1k tree>              target <= 1.10
 
 Usage: python bench/boot.py [--runs N] [--keep DIR]
 """
@@ -38,10 +40,7 @@ def build_tree(root, files):
     env = environment(root)
     subprocess.run(command(), env=env, check=True, capture_output=True)  # dry run: validates the env
     # Prepare the tree for real so the timed dry runs measure the steady state ("already in place").
-    code = "from comfy_init.boot.config import load_config; from comfy_init.tree.apply import apply_steps
-from comfy_init.tree.planner import plan_tree; " \
-           "apply_steps(plan_tree(load_config()))"
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    subprocess.run(command(real=True), env=dict(env, COMFY_PYTHON="/bin/true"), check=True, capture_output=True)
 
 
 def environment(root):
@@ -50,20 +49,20 @@ def environment(root):
             "COMFY_APP_DIRECTORY": STANDIN, "COMFY_DEVICE": "cpu"}
 
 
-def command():
+def command(real=False):
     # The console script the image runs, from this interpreter's scripts directory.
     script = os.path.join(sysconfig.get_path("scripts"), "comfy-init")
     if not os.path.exists(script):
         sys.exit(f"{script} not found: pip install -e . first")
-    return [script, "run", "--dry-run"]
+    return [script, "run"] if real else [script, "run", "--dry-run"]
 
 
 def median_seconds(argv, env, runs):
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)  # warm-up
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm-up
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
@@ -84,13 +83,16 @@ def main():
         bare = median_seconds([sys.executable, "-I", "-c", "pass"], {}, options.runs)
         on_big = median_seconds(command(), environment(big), options.runs)
         on_small = median_seconds(command(), environment(small), options.runs)
+        real = median_seconds(command(real=True), dict(environment(big), COMFY_PYTHON="/bin/true"), options.runs)
         # Interleave a second round so drift on a busy machine shows up in both numbers alike.
         bare = min(bare, median_seconds([sys.executable, "-I", "-c", "pass"], {}, options.runs))
         print(f"runs={options.runs}")
         print(f"bare_python_ms={bare * 1000:.1f}")
         print(f"dry_run_100k_ms={on_big * 1000:.1f}")
         print(f"dry_run_1k_ms={on_small * 1000:.1f}")
+        print(f"real_start_100k_ms={real * 1000:.1f}")
         print(f"boot_ratio={on_big / bare:.2f}")
+        print(f"real_start_ratio={real / bare:.2f}")
         print(f"size_effect={on_big / on_small:.3f}")
     finally:
         if not options.keep:

@@ -180,22 +180,51 @@ def _find_executable(name, environ):
 def load_config(environ=None):
     """Parse `environ` (default: os.environ) into a Config, or raise ConfigError with every problem."""
     env = _Reader(os.environ if environ is None else environ)
-
     multi = env.boolean("COMFY_MULTI_INSTANCE", False)
+    instance_id = _instance_id(env, multi)
+    paths = _paths(env, multi, instance_id)
+    port = env.integer("COMFY_PORT", 1, 65535, "8188", default=8188)
+    listen = _listen(env)
+    device = env.choice("COMFY_DEVICE", DEVICES, "auto")
+    cuda_device = env.integer("COMFY_CUDA_DEVICE", 0, 1023, "0")
+    if cuda_device is not None and device == "cpu":
+        env.add(f"COMFY_CUDA_DEVICE={_shown(env.raw('COMFY_CUDA_DEVICE'))}: conflicts with COMFY_DEVICE='cpu'",
+                "unset COMFY_CUDA_DEVICE or set COMFY_DEVICE=cuda")
+    cli_args = _cli_args(env, multi, paths)
+    puid, pgid = _user(env)
+    stop_timeout = env.seconds("COMFY_STOP_TIMEOUT", 0, 3600, 8.0, "8")
+    python = env.raw("COMFY_PYTHON") or sys.executable
+    if env.raw("COMFY_PYTHON") is not None and _find_executable(python, env.environ) is None:
+        env.fail("COMFY_PYTHON", python, "is not an executable file (nor found in PATH)", "/opt/venv/bin/python")
+    registry_recover = env.choice("COMFY_REGISTRY_RECOVER", RECOVERY_MODES, None)
+    claim_lease = env.seconds("COMFY_CLAIM_LEASE", 0.3, 3600, 30.0, "30")
+    if env.problems:
+        raise ConfigError(*env.problems)
+    return Config(
+        multi_instance=multi, instance_id=instance_id or COMPAT_INSTANCE_ID, **paths, port=port, listen=listen,
+        device=device, cuda_device=cuda_device, cli_args=cli_args, puid=puid, pgid=pgid,
+        stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease)
+
+
+def _instance_id(env, multi):
     instance_id = env.raw("COMFY_INSTANCE_ID")
     if instance_id is not None and not INSTANCE_ID_PATTERN.match(instance_id):
         env.fail("COMFY_INSTANCE_ID", instance_id,
                  "must be a DNS label: 1-63 lower-case letters, digits or '-', "
                  "starting and ending with a letter or digit", "core-1")
-        instance_id = None
-    elif instance_id is None and multi:
+        return None
+    if instance_id is None and multi:
         env.add("COMFY_INSTANCE_ID is not set: multi-instance mode (COMFY_MULTI_INSTANCE=true) needs "
                 "one id per container", "e.g. COMFY_INSTANCE_ID=core-1")
     elif instance_id == COMPAT_INSTANCE_ID and multi:
         env.fail("COMFY_INSTANCE_ID", instance_id, f"{COMPAT_INSTANCE_ID!r} is reserved for compatibility "
                  "mode (the old single-instance layout claims under that name)", "core-1")
-        instance_id = None
+        return None
+    return instance_id
 
+
+def _paths(env, multi, instance_id):
+    """The tree's paths from the settings, checked for overlaps once each is valid on its own."""
     data_dir = env.path("COMFY_DATA_DIRECTORY", DEFAULT_DATA_DIRECTORY)
     shared_dir = env.path("COMFY_SHARED_DIRECTORY", os.path.join(data_dir, "shared"))
     layout = Layout(data_dir, shared_dir)
@@ -217,8 +246,11 @@ def load_config(environ=None):
     app_dir = env.path("COMFY_APP_DIRECTORY", DEFAULT_APP_DIRECTORY)
     if not env.problems:
         env.problems.extend(setting_overlap_problems(layout, instance, app_dir, multi=multi, environ=env.environ))
+    return {"data_dir": data_dir, "shared_dir": shared_dir, "instance_dir": instance_dir, "base_dir": base_dir,
+            "app_dir": app_dir, "layout": layout, "instance": instance}
 
-    port = env.integer("COMFY_PORT", 1, 65535, "8188", default=8188)
+
+def _listen(env):
     listen = env.raw("COMFY_LISTEN") or "0.0.0.0"
     for part in listen.split(","):
         why = _listen_address_problem(part.strip())
@@ -226,60 +258,28 @@ def load_config(environ=None):
             env.fail("COMFY_LISTEN", listen, f"must be an address or a comma-separated list of addresses: {why}",
                      "0.0.0.0")
             break
-    device = env.choice("COMFY_DEVICE", DEVICES, "auto")
-    cuda_device = env.integer("COMFY_CUDA_DEVICE", 0, 1023, "0")
-    if cuda_device is not None and device == "cpu":
-        env.add(f"COMFY_CUDA_DEVICE={_shown(env.raw('COMFY_CUDA_DEVICE'))}: conflicts with COMFY_DEVICE='cpu'",
-                "unset COMFY_CUDA_DEVICE or set COMFY_DEVICE=cuda")
+    return listen
 
-    cli_args = ()
-    raw_cli_args = env.environ.get("CLI_ARGS", "")
+
+def _cli_args(env, multi, paths):
+    raw = env.environ.get("CLI_ARGS", "")
     try:
-        cli_args = tuple(shlex.split(raw_cli_args))
+        cli_args = tuple(shlex.split(raw))
     except ValueError as error:
-        env.fail("CLI_ARGS", raw_cli_args, f"cannot be split like a shell line ({error})",
-                 "'--preview-method auto'")
-    source = f"CLI_ARGS={_shown(raw_cli_args)}"
+        env.fail("CLI_ARGS", raw, f"cannot be split like a shell line ({error})", "'--preview-method auto'")
+        return ()
+    source = f"CLI_ARGS={_shown(raw)}"
     env.problems.extend(owned_argument_problems(cli_args, source))
     if multi:
-        env.problems.extend(argument_path_problems(layout, instance, cli_args, source))
+        env.problems.extend(argument_path_problems(paths["layout"], paths["instance"], cli_args, source))
+    return cli_args
 
+
+def _user(env):
     puid = env.integer("PUID", 0, 2**31 - 1, "1000")
     pgid = env.integer("PGID", 0, 2**31 - 1, "1000")
     if pgid is not None and puid is None and env.raw("PUID") is None:
         env.add(f"PGID={_shown(env.raw('PGID'))}: is set without PUID", "set both, e.g. PUID=1000 PGID=1000")
     if puid is not None and pgid is None and env.raw("PGID") is None:
         pgid = puid
-
-    stop_timeout = env.seconds("COMFY_STOP_TIMEOUT", 0, 3600, 8.0, "8")
-    python = env.raw("COMFY_PYTHON") or sys.executable
-    if env.raw("COMFY_PYTHON") is not None and _find_executable(python, env.environ) is None:
-        env.fail("COMFY_PYTHON", python, "is not an executable file (nor found in PATH)", "/opt/venv/bin/python")
-    registry_recover = env.choice("COMFY_REGISTRY_RECOVER", RECOVERY_MODES, None)
-    claim_lease = env.seconds("COMFY_CLAIM_LEASE", 0.3, 3600, 30.0, "30")
-
-    if env.problems:
-        raise ConfigError(*env.problems)
-
-    return Config(
-        multi_instance=multi,
-        instance_id=instance_id or COMPAT_INSTANCE_ID,
-        data_dir=data_dir,
-        shared_dir=shared_dir,
-        instance_dir=instance_dir,
-        base_dir=base_dir,
-        app_dir=app_dir,
-        port=port,
-        listen=listen,
-        device=device,
-        cuda_device=cuda_device,
-        cli_args=cli_args,
-        puid=puid,
-        pgid=pgid,
-        stop_timeout=stop_timeout,
-        python=python,
-        registry_recover=registry_recover,
-        claim_lease=claim_lease,
-        layout=layout,
-        instance=instance,
-    )
+    return puid, pgid

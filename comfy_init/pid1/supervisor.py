@@ -221,9 +221,12 @@ class Supervisor:
     def _give_terminal(self):
         # With a TTY (docker run -it), ComfyUI's own process group must be the terminal's foreground
         # group, or its first read of stdin stops it with SIGTTIN.
+        # ComfyUI may read before we get here: it is then stopped by SIGTTIN, and becoming the
+        # foreground group does not wake it. SIGCONT does (and is harmless when it runs).
         try:
             if os.isatty(0):
                 os.tcsetpgrp(0, self.child_pgid)
+                self._signal_group(signal.SIGCONT)
         except OSError:
             pass
 

@@ -27,7 +27,9 @@ def test_dry_run_changes_nothing_and_shows_everything(base_env, tmp_path):
     result = comfy_init(base_env, "run", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     assert snapshot(tmp_path) == before
-    plan = json.loads(result.stdout)
+    envelope = json.loads(result.stdout)
+    assert (envelope["comfy_init_result"], envelope["command"], envelope["status"]) == (1, "run --dry-run", "ok")
+    plan = envelope["data"]
     assert plan["config"]["instance_id"] == "core-1"
     actions = {(a["action"], a["path"]) for a in plan["actions"]}
     assert ("create directory", str(data / "shared" / "models" / "checkpoints")) in actions
@@ -46,10 +48,11 @@ def test_dry_run_changes_nothing_and_shows_everything(base_env, tmp_path):
 def test_dry_run_on_a_prepared_tree_says_already_in_place(base_env, tmp_path):
     from comfy_init.boot.config import load_config
     from comfy_init.tree.apply import apply_steps
-from comfy_init.tree.planner import plan_tree
+    from comfy_init.tree.planner import plan_tree
 
-    apply_steps(plan_tree(load_config(base_env)))
-    plan = json.loads(comfy_init(base_env, "run", "--dry-run", "--json").stdout)
+    config = load_config(base_env)
+    apply_steps(plan_tree(config.layout, config.instance, multi=True))
+    plan = json.loads(comfy_init(base_env, "run", "--dry-run", "--json").stdout)["data"]
     assert {a["action"] for a in plan["actions"]} == {"already in place"}
 
 
@@ -64,10 +67,12 @@ def test_help_and_usage_errors(base_env):
     assert "--port must not be given to ComfyUI directly" in result.stderr and "COMFY_PORT" in result.stderr
 
 
+# (overrides, exit code, first line): configuration errors come before the instance is known.
 BAD_INPUTS = [
-    ({"COMFY_PORT": "http"}, 78, "COMFY_PORT='http': must be an integer from 1 to 65535"),
-    ({"COMFY_INSTANCE_ID": "Core_1"}, 78, "COMFY_INSTANCE_ID='Core_1': must be a DNS label"),
-    ({"COMFY_APP_DIRECTORY": "/nonexistent/comfyui"}, 66, "COMFY_APP_DIRECTORY='/nonexistent/comfyui': no main.py there"),
+    ({"COMFY_PORT": "http"}, 78, "comfy-init: COMFY_PORT='http': must be an integer from 1 to 65535"),
+    ({"COMFY_INSTANCE_ID": "Core_1"}, 78, "comfy-init: COMFY_INSTANCE_ID='Core_1': must be a DNS label"),
+    ({"COMFY_APP_DIRECTORY": "/nonexistent/comfyui"}, 66,
+     "comfy-init[core-1]: COMFY_APP_DIRECTORY='/nonexistent/comfyui': no main.py there"),
 ]
 
 
@@ -79,7 +84,7 @@ def test_bad_input_gives_its_exit_code_one_line_and_no_change(base_env, tmp_path
     for args in (["run"], ["run", "--dry-run"]):
         result = comfy_init(env, *args)
         assert result.returncode == code
-        assert result.stderr.startswith(f"ERROR: comfy-init: {message}")
+        assert result.stderr.startswith(f"ERROR: {message}")
         assert "Traceback" not in result.stderr
         assert snapshot(tmp_path) == before
 

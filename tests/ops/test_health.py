@@ -43,7 +43,9 @@ def test_healthy_when_system_stats_answers(server):
     result = health(port)
     assert result.returncode == 0
     assert result.stdout.startswith(f"healthy: http://127.0.0.1:{port}/system_stats: ComfyUI 9.9.9 answered")
-    assert json.loads(health(port, "--json").stdout)["healthy"] is True
+    envelope = json.loads(health(port, "--json").stdout)
+    assert (envelope["command"], envelope["status"], envelope["exit_code"]) == ("health", "ok", 0)
+    assert envelope["data"]["healthy"] is True
 
 
 def test_unhealthy_on_an_error_status(server, monkeypatch):
@@ -51,13 +53,16 @@ def test_unhealthy_on_an_error_status(server, monkeypatch):
     monkeypatch.setattr(_Handler, "status", 500)
     result = health(port)
     assert result.returncode == 1
-    assert "answered HTTP 500" in result.stdout
+    assert result.stderr.startswith(f"ERROR: comfy-init: unhealthy: http://127.0.0.1:{port}/system_stats: answered HTTP 500")
+    envelope = json.loads(health(port, "--json").stdout)
+    assert (envelope["status"], envelope["exit_code"], envelope["data"]["healthy"]) == ("failed", 1, False)
+    assert [p["kind"] for p in envelope["problems"]] == ["unhealthy"]
 
 
 def test_unhealthy_when_nothing_listens():
     result = health(free_port(), "--timeout", "1")
     assert result.returncode == 1
-    assert result.stdout.startswith("unhealthy:")
+    assert result.stderr.startswith("ERROR: comfy-init: unhealthy:") and result.stdout == ""
 
 
 def test_bad_configuration_exits_78():

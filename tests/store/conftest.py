@@ -3,8 +3,6 @@
 import pytest
 from tests.support.registry_data import claim, instance, registry_at
 
-from comfy_init.store.registry import Registry
-
 
 @pytest.fixture
 def meta(tmp_path):

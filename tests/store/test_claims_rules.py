@@ -4,14 +4,15 @@ import pytest
 
 from comfy_init.boot.config import load_config
 from comfy_init.errors import BusyError
-from comfy_init.store import claims
+from comfy_init.store import claims, hostid
 from comfy_init.store.clock import utc_now
 from comfy_init.store.hostid import boot_id
-from tests.support.registry_data import registry_at
+from comfy_init.store.registry import Registry
 
 
 def acquire(registry, config, **options):
-    return acquire(registry, config.instance_id, port=config.port, listen=config.listen,
+    """claims.acquire with the instance id, port, listen address and lease of `config`."""
+    return claims.acquire(registry, config.instance_id, port=config.port, listen=config.listen,
                           lease=options.pop("lease", config.claim_lease), **options)
 
 
@@ -19,7 +20,7 @@ def acquire(registry, config, **options):
 def setup(tmp_path):
     config = load_config({"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "core-1",
                           "COMFY_DATA_DIRECTORY": str(tmp_path), "COMFY_CLAIM_LEASE": "1"})
-    return config, registry_at(config.meta_dir)
+    return config, Registry(config.layout)
 
 
 def plant(registry, **fields):
@@ -60,7 +61,7 @@ def test_silent_holder_elsewhere_is_taken_over_after_a_lease_on_our_clock(setup)
     plant(registry, boot_id="another-host", renewed_at="2000-01-01T00:00:00Z")
     now = [0.0]
     claim = acquire(registry, config, clock=lambda: now[0],
-                           sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+                    sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
     assert now[0] >= 1.0  # watched a whole lease before taking over
     assert claim.generation == 5
 
@@ -99,7 +100,7 @@ def test_renewal_after_a_takeover_raises_lost_claim_and_writes_nothing(setup):
 
 def test_this_container_after_a_host_reboot_takes_its_claim_back_at_once(setup, monkeypatch):
     config, registry = setup
-    monkeypatch.setattr(claims, "container_id", lambda: "0123456789ab")
+    monkeypatch.setattr(hostid, "container_id", lambda: "0123456789ab")
     import socket
     plant(registry, boot_id="before-the-reboot", host=socket.gethostname(), container_id="0123456789ab")
     slept = []
@@ -109,7 +110,7 @@ def test_this_container_after_a_host_reboot_takes_its_claim_back_at_once(setup, 
 
 def test_another_container_after_a_reboot_still_waits_for_the_lease(setup, monkeypatch):
     config, registry = setup
-    monkeypatch.setattr(claims, "container_id", lambda: "0123456789ab")
+    monkeypatch.setattr(hostid, "container_id", lambda: "0123456789ab")
     plant(registry, boot_id="before-the-reboot", container_id="ffffffffffff")
     with pytest.raises(BusyError):
         acquire(registry, config, sleep=lambda _: None)

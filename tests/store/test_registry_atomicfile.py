@@ -1,4 +1,4 @@
-"""comfy_init.atomicfile: atomic replace, .bak, errors, single-file bind mounts, flock."""
+"""comfy_init.store.files and .locks: atomic replace, .bak, errors, single-file bind mounts, flock."""
 
 import contextlib
 import errno
@@ -13,11 +13,10 @@ import time
 import pytest
 from tests.support.registry_data import flock_held_elsewhere, instance, registry_at, temp_files
 
-from comfy_init.store import files as atomicfile
+from comfy_init.errors import BusyError, ConfigError, IOFailure
+from comfy_init.store import locks
 from comfy_init.store.files import clean_stale_temps, write_atomic
 from comfy_init.store.locks import hold as lock_file
-from comfy_init.errors import BusyError, ConfigError, IOFailure
-from comfy_init.store.registry import Registry
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -80,9 +79,13 @@ def test_a_single_file_bind_mount_is_a_config_error(realistic, monkeypatch, code
             doc["instances"]["x"] = instance()
     error = caught.value
     assert error.exit_code == 78
-    assert error.lines()[0].startswith(f"{realistic.path}: cannot replace the file")
-    assert "single-file bind mount" in error.lines()[0]
-    assert error.lines()[-1].startswith(f"bind-mount its directory {realistic.meta_dir}/ instead of the file")
+    assert [problem.kind for problem in error.problems] == ["single-file-mount"]
+    meta = realistic.meta_dir
+    assert error.lines() == [
+        f"{realistic.path}: cannot replace the file ({os.strerror(code)}): it is most likely a single-file"
+        " bind mount, and such a file can only be rewritten in place, which is not crash-safe;"
+        f" bind-mount its directory {meta}/ instead of the file itself (for example"
+        f" `-v /host/meta:{meta}` rather than `-v /host/instance-registry.json:{realistic.path}`)"]
     assert read(realistic.path) == before
     assert temp_files(realistic.meta_dir) == []
     monkeypatch.undo()
@@ -227,7 +230,7 @@ def test_registry_lock_sidecar(realistic):
 
 
 def test_the_lock_poll_interval_is_short():
-    assert 0.005 <= atomicfile._LOCK_POLL_SECONDS <= 0.010
+    assert 0.005 <= locks.POLL_SECONDS <= 0.010
 
 
 def test_backup_in_another_directory(tmp_path):

@@ -7,9 +7,26 @@ import time
 import pytest
 from tests.support.registry_data import claim, instance, registry_at
 
+from comfy_init import __version__
+from comfy_init.errors import ComfyInitError, DataError
 from comfy_init.store import registry as registry_module
-from comfy_init.errors import ComfyInitError, ConfigError, DataError
-from comfy_init.store.registry import Registry
+from comfy_init.store.registry import RegistryDamaged, RegistryNewer
+
+KEPT = "the bad file is kept as instance-registry.json.corrupt-<time>"
+# The fix lines the registry itself writes (it knows no environment), and what the boot path makes
+# of them with RegistryDamaged.advise.
+BACKUP_FIX = ("recover it with mode 'backup' to restore instance-registry.json.bak (revision 2),"
+              f" or recover it with mode 'reset' to start an empty registry; {KEPT}")
+NO_BAK_FIX = ("recover it with mode 'reset' to start an empty registry (instance-registry.json.bak"
+              f" does not exist); {KEPT}")
+BOOT_BACKUP_FIX = ("set COMFY_REGISTRY_RECOVER=backup to restore instance-registry.json.bak (revision 2),"
+                   f" or set COMFY_REGISTRY_RECOVER=reset to start an empty registry; {KEPT}")
+BOOT_NO_BAK_FIX = ("set COMFY_REGISTRY_RECOVER=reset to start an empty registry (instance-registry.json.bak"
+                   f" does not exist); {KEPT}")
+
+
+def boot_advice(mode):
+    return f"set COMFY_REGISTRY_RECOVER={mode}"
 
 
 def read(path):
@@ -42,18 +59,19 @@ def test_truncated_at_every_offset_raises_data_error_and_leaves_the_file_alone(r
             assert realistic.load() == complete
             continue
         error = load_error(realistic)
-        assert error.lines()[0].startswith(f"{realistic.path}: ")
-        assert "empty" in error.lines()[0] or "not valid JSON" in error.lines()[0], error.lines()
-        assert error.lines()[-1] == (
-            "fix: set COMFY_REGISTRY_RECOVER=backup to restore instance-registry.json.bak (revision 2)"
-            " or =reset to start an empty registry; the bad file is kept as"
-            " instance-registry.json.corrupt-<time>"
-        )
+        assert isinstance(error, RegistryDamaged)
+        [problem] = error.problems
+        assert problem.kind == "registry-damaged" and problem.path == realistic.path
+        assert "empty" in problem.message or "not valid JSON" in problem.message, error.lines()
+        assert error.lines() == [f"{realistic.path}: {problem.message}; {BACKUP_FIX}"]
         after = os.stat(realistic.path)
         assert read(realistic.path) == prefix
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert sorted(os.listdir(realistic.meta_dir)) == [
         "instance-registry.json", "instance-registry.json.bak", "instance-registry.json.lock"]
+    advised = error.advise(boot_advice)
+    assert advised.lines() == [f"{realistic.path}: {problem.message}; {BOOT_BACKUP_FIX}"]
+    assert advised.exit_code == 65
 
 
 def test_a_truncated_file_is_called_truncated(realistic):
@@ -79,13 +97,11 @@ def test_unparseable_files(registry, content, says):
     os.makedirs(registry.meta_dir)
     write(registry.path, content)
     error = load_error(registry)
-    assert says in error.lines()[0]
-    assert error.lines()[0].startswith(registry.path + ": ")
+    [problem] = error.problems
+    assert says in problem.message
     # No .bak: only reset is offered.
-    assert error.lines()[-1] == (
-        "fix: set COMFY_REGISTRY_RECOVER=reset to start an empty registry (instance-registry.json.bak"
-        " does not exist); the bad file is kept as instance-registry.json.corrupt-<time>"
-    )
+    assert error.lines() == [f"{registry.path}: {problem.message}; {NO_BAK_FIX}"]
+    assert error.advise(boot_advice).lines() == [f"{registry.path}: {problem.message}; {BOOT_NO_BAK_FIX}"]
     assert read(registry.path) == content
 
 
@@ -123,8 +139,9 @@ def test_schema_errors_are_all_listed_with_their_paths(realistic):
         "$.instances: key 'Bad_Key' is not a valid instance id (a DNS label: a-z, 0-9 and '-',"
         " 1 to 63 characters, starting and ending with a letter or digit)",
     ])
-    assert error.lines()[-1].startswith("fix: set COMFY_REGISTRY_RECOVER=backup to restore"
-                                         " instance-registry.json.bak (revision 2)")
+    assert error.lines()[-1] == f"fix: {BACKUP_FIX}"
+    advised = error.advise(boot_advice).lines()
+    assert advised[:-1] == error.lines()[:-1] and advised[-1] == f"fix: {BOOT_BACKUP_FIX}"
 
 
 def test_odd_keys_are_quoted_in_paths(realistic):
@@ -142,14 +159,18 @@ def test_a_newer_schema_version_asks_for_an_upgrade(realistic):
     doc["new_top_level_thing"] = {}
     write(realistic.path, json.dumps(doc).encode())
     error = load_error(realistic)
-    assert "written by a newer comfy-init (schema_version 2)" in error.lines()[0]
-    assert "reads schema_version 1 only" in error.lines()[0]
-    assert error.lines()[-1].startswith("upgrade comfy-init")
-    assert "COMFY_REGISTRY_RECOVER" in error.lines()[-1]  # ... which it says not to set
+    newer = [
+        f"{realistic.path}: written by a newer comfy-init (schema_version 2); this comfy-init"
+        f" ({__version__}) reads schema_version 1 only; upgrade comfy-init (the image) everywhere this"
+        " data directory is used; the file is fine: do not recover it"]
+    assert isinstance(error, RegistryNewer) and not isinstance(error, RegistryDamaged)
+    assert [p.kind for p in error.problems] == ["registry-newer"]
+    assert error.lines() == newer
     # Recovery refuses to replace a file that is only newer.
     for mode in ("backup", "reset"):
-        with pytest.raises(DataError, match="refused: the file is not damaged, only newer"):
+        with pytest.raises(RegistryNewer) as caught:
             realistic.recover(mode)
+        assert caught.value.exit_code == 65 and caught.value.lines() == newer
     assert json.loads(read(realistic.path)) == doc
     assert not [n for n in os.listdir(realistic.meta_dir) if ".corrupt-" in n]
 
@@ -204,8 +225,7 @@ def test_recover_reset_keeps_the_bad_file_byte_for_byte(realistic):
 
 
 def test_recover_never_overwrites_an_earlier_corrupt_file(realistic, monkeypatch):
-    fixed = time.strptime("2026-11-28T07:00:00Z", "%Y-%m-%dT%H:%M:%SZ")
-    monkeypatch.setattr(registry_module, "_utc", lambda: fixed)
+    monkeypatch.setattr(registry_module, "utc_stamp", lambda: "20261128T070000Z")
     first = os.path.join(realistic.meta_dir, "instance-registry.json.corrupt-20261128T070000Z")
     write(first, b"an older damaged registry")
     write(realistic.path, b"{broken")
@@ -214,12 +234,12 @@ def test_recover_never_overwrites_an_earlier_corrupt_file(realistic, monkeypatch
     realistic.recover("backup")
     assert corrupt_files(realistic) == [
         "instance-registry.json.corrupt-20261128T070000Z",
-        "instance-registry.json.corrupt-20261128T070000Z-1",
-        "instance-registry.json.corrupt-20261128T070000Z-2",
+        "instance-registry.json.corrupt-20261128T070000Z.1",
+        "instance-registry.json.corrupt-20261128T070000Z.2",
     ]
     assert read(first) == b"an older damaged registry"
-    assert read(first + "-1") == b"{broken"
-    assert read(first + "-2") == b"{broken again"
+    assert read(first + ".1") == b"{broken"
+    assert read(first + ".2") == b"{broken again"
 
 
 def test_recover_backup_without_a_usable_bak_changes_nothing(realistic):
@@ -227,8 +247,10 @@ def test_recover_backup_without_a_usable_bak_changes_nothing(realistic):
     os.unlink(realistic.backup_path)
     with pytest.raises(DataError) as caught:
         realistic.recover("backup")
-    assert "it does not exist" in caught.value.lines()[0]
-    assert "COMFY_REGISTRY_RECOVER=reset" in caught.value.lines()[-1]
+    assert caught.value.exit_code == 65
+    assert caught.value.lines() == [
+        f"{realistic.backup_path}: cannot restore from instance-registry.json.bak: it does not exist;"
+        " recover with mode 'reset' instead to start an empty registry"]
     write(realistic.backup_path, b"[]")
     with pytest.raises(DataError, match="its top level is a JSON array"):
         realistic.recover("backup")
@@ -249,10 +271,13 @@ def test_recover_leaves_a_valid_or_missing_registry_alone(realistic, tmp_path):
 
 
 def test_recover_rejects_an_unknown_mode(realistic):
-    with pytest.raises(ConfigError) as caught:
+    before = read(realistic.path)
+    with pytest.raises(ComfyInitError) as caught:
         realistic.recover("yes")
-    assert caught.value.exit_code == 78
-    assert "must be 'backup' or 'reset'" in str(caught.value)
+    assert [p.kind for p in caught.value.problems] == ["usage"]
+    assert caught.value.exit_code == 64
+    assert caught.value.lines() == ["unknown recovery mode 'yes'; use 'backup' or 'reset'"]
+    assert read(realistic.path) == before
 
 
 def test_errors_are_comfy_init_errors_not_tracebacks(realistic):

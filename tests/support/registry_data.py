@@ -1,5 +1,5 @@
-"""Documents and helpers shared by the registry tests (imported by name: tests/registry is on
-sys.path in pytest's default import mode)."""
+"""Documents and helpers shared by the store tests (tests/store): registry documents, temporary
+files, a flock held by another process, a Registry for a meta/ directory."""
 
 import contextlib
 import glob
@@ -70,4 +70,7 @@ def registry_at(meta_dir, **options):
     from comfy_init.layout import Layout
     from comfy_init.store.registry import Registry
 
-    return Registry(Layout(os.path.dirname(os.path.abspath(os.fspath(meta_dir)))), **options)
+    meta_dir = os.path.abspath(os.fspath(meta_dir))
+    registry = Registry(Layout(os.path.dirname(meta_dir)), **options)
+    assert registry.meta_dir == meta_dir, f"{meta_dir} is not the meta/ directory of a data tree"
+    return registry

@@ -1,0 +1,47 @@
+"""`comfy-init registry show|recover` through click's CliRunner."""
+
+import json
+
+from click.testing import CliRunner
+
+from comfy_init.cli.main import cli
+from comfy_init.layout import Layout
+from comfy_init.store.registry import Registry
+from tests.support.registry_data import instance
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_show_lists_instances_and_claims(tmp_path):
+    with Registry(Layout(str(tmp_path))).transaction() as document:
+        document["instances"]["core-1"] = instance()
+    result = invoke("registry", "show", "--data", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "instances: core-1" in result.output and "claims:    none" in result.output
+    envelope = json.loads(invoke("registry", "show", "--data", str(tmp_path), "--json").output)
+    assert envelope["data"]["document"]["instances"]["core-1"]["claim_generation"] == 0
+
+
+def test_a_damaged_registry_names_the_cli_recovery_and_recover_fixes_it(tmp_path):
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "instance-registry.json").write_text("{not json")
+    result = invoke("registry", "show", "--data", str(tmp_path), "--json")
+    envelope = json.loads(result.output)
+    assert result.exit_code == 65 and envelope["problems"][0]["kind"] == "registry-damaged"
+    assert "run `comfy-init registry recover reset`" in envelope["problems"][0]["fix"]
+    assert "COMFY_REGISTRY_RECOVER" not in result.output
+    result = invoke("registry", "recover", "reset", "--data", str(tmp_path))
+    assert result.exit_code == 0 and "reset" in result.output
+    assert Registry(Layout(str(tmp_path))).load()["revision"] == 1
+    assert [p.name for p in meta.glob("instance-registry.json.corrupt-*")] != []
+
+
+def test_recover_refuses_an_unknown_mode(tmp_path):
+    assert invoke("registry", "recover", "later", "--data", str(tmp_path)).exit_code == 2
+
+
+def test_help_shows_an_example():
+    assert "Example:" in invoke("registry", "recover", "--help").output
