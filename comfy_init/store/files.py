@@ -267,7 +267,8 @@ def _keep_backup(path: str, backup: str) -> None:
                 return
             temp = _write_temp(backup, content)
         _replace(temp, backup)
-        temp = None
+        # A writer killed between this rename and the next leaves `backup` and `path` as one inode;
+        # renaming a hard link onto its twin is then a no-op that keeps `temp`: remove it.
     finally:
         if temp is not None:
             _remove_quietly(temp)

@@ -47,6 +47,7 @@ def try_lock(path):
     Raises DataError (65) when `path` is not a regular file, IOFailure (74) when it cannot be
     opened or locked.
     """
+    path = os.fspath(path)
     while True:
         fd = _open(path)
         try:
@@ -67,6 +68,7 @@ def try_lock(path):
 def hold(path, timeout):
     """Hold the flock on `path` for the `with` block, waiting up to `timeout` seconds for it;
     BusyError (75) after that. Yields the lock file's path."""
+    path = os.fspath(path)
     deadline = time.monotonic() + timeout
     while (lock := try_lock(path)) is None:
         remaining = deadline - time.monotonic()

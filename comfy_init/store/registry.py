@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from comfy_init.errors import CannotCreateError, DataError
+from comfy_init.errors import CannotCreateError, DataError, IOFailure, UsageError
 from comfy_init.layout import REGISTRY_NAME
 from comfy_init.problems import Problem
 from comfy_init.store import locks
@@ -158,8 +158,9 @@ class Registry:
         or valid is left alone, so asking twice does no harm.
         """
         if mode not in RECOVERY_MODES:
-            raise DataError(Problem("usage", f"unknown recovery mode {mode!r}",
-                                    fix="use 'backup' or 'reset'"))
+            raise UsageError(Problem("usage", f"unknown recovery mode {mode!r}", fix="use 'backup' or 'reset'"))
+        if not os.path.lexists(self.path):
+            return f"{self.path} does not exist: nothing to recover"
         with locks.hold(self.lock_path, self.lock_timeout):
             if not os.path.lexists(self.path):
                 return f"{self.path} does not exist: nothing to recover"
@@ -219,6 +220,8 @@ class Registry:
             data = read_regular(self.backup_path)
         except DataError:
             return "is not a regular file"
+        except IOFailure:
+            return "cannot be read"
         if data is None:
             return "does not exist"
         try:
@@ -227,19 +230,18 @@ class Registry:
             return "is from a newer comfy-init" if bad.newer is not None else "is damaged too"
 
     def _valid_backup_or_raise(self) -> dict:
+        """The .bak's document; else a RegistryDamaged whose fix (advisable) is the reset."""
         cannot = f"cannot restore from {REGISTRY_NAME}.bak"
-        reset = "recover with mode 'reset' instead to start an empty registry"
         data = read_regular(self.backup_path)
         if data is None:
-            raise DataError(Problem("registry-damaged", f"{cannot}: it does not exist",
-                                    path=self.backup_path, fix=reset))
+            raise RegistryDamaged(self.backup_path, f"{cannot}: it does not exist", [], "does not exist")
         try:
             return _decode(data)
         except _Invalid as bad:
             if bad.newer is not None:
                 raise RegistryNewer(self.backup_path, bad.newer) from None
-            raise DataError(Problem("registry-damaged", f"{cannot}: it {bad.summary}", path=self.backup_path,
-                                    details=bad.details, fix=reset)) from None
+            raise RegistryDamaged(self.backup_path, f"{cannot}: it {bad.summary}", bad.details,
+                                  "is damaged too") from None
 
     # -- writing ------------------------------------------------------------------------------
 

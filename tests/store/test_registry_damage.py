@@ -250,7 +250,10 @@ def test_recover_backup_without_a_usable_bak_changes_nothing(realistic):
     assert caught.value.exit_code == 65
     assert caught.value.lines() == [
         f"{realistic.backup_path}: cannot restore from instance-registry.json.bak: it does not exist;"
-        " recover with mode 'reset' instead to start an empty registry"]
+        " recover it with mode 'reset' to start an empty registry (instance-registry.json.bak does not exist);"
+        " the bad file is kept as instance-registry.json.corrupt-<time>"]
+    advised = caught.value.advise(lambda mode: f"set COMFY_REGISTRY_RECOVER={mode}")
+    assert "set COMFY_REGISTRY_RECOVER=reset to start an empty registry" in advised.lines()[0]
     write(realistic.backup_path, b"[]")
     with pytest.raises(DataError, match="its top level is a JSON array"):
         realistic.recover("backup")
