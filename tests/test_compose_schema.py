@@ -245,10 +245,18 @@ def test_gpu_reservations(services, name):
 def test_build_and_overridable_image(services, name):
     _, _, variant = ALL_SERVICES[name]
     service = services[name]
-    assert service["build"] == {"context": "..", "dockerfile": f"docker/Dockerfile.{variant}"}
+    build = dict(service["build"])
+    args = build.pop("args", None)
+    assert build == {"context": "..", "dockerfile": f"docker/Dockerfile.{variant}"}
     assert (ROOT / service["build"]["dockerfile"]).is_file()
     variable = f"COMFY_{variant.upper()}_IMAGE"
     assert service["image"] == f"${{{variable}:-comfy-init/{variant}:latest}}"
+    if variant == "complete":
+        # Dockerfile.complete builds FROM the core image: the one the core services run.
+        assert args == {"CORE_IMAGE": "${COMFY_CORE_IMAGE:-comfy-init/core:latest}"}
+        assert "ARG CORE_IMAGE=comfy-init/core:latest" in (ROOT / build["dockerfile"]).read_text()
+    else:
+        assert args is None, f"{name}: the defaults build the production image, no build args"
 
 
 def strings(node):
