@@ -9,11 +9,19 @@
 # - TORCH_PACKAGES empty: the stand-in needs no torch;
 # - WHEELHOUSE_DIR + PIP_NO_INDEX: comfy-init's dependencies as wheels built here on the host, because
 #   PyPI from inside a build lacks the host's CA bundle;
-# - complete only: a stand-in ComfyUI-Manager, a one-package curated list, and only git from apt.
+# - complete: built FROM the core image built just before it (CORE_IMAGE; asking for complete builds
+#   core first), with a stand-in ComfyUI-Manager, a one-package curated list, and only git from apt.
 #
 # Environment: TEST_BASE_IMAGE (comfy-init-test-base:bookworm), TEST_IMAGE_TAG (ci),
 # TEST_IMAGE_REPOSITORY (comfy-init-test: images are <repository>/<variant>:<tag>),
 # PYTHON (python3: the interpreter whose pip builds the wheelhouse).
+#
+# A real ComfyUI instead of the stand-in (cpu and core only; `./comfy-stack up --offline` uses this):
+#   COMFYUI_SOURCE_DIR=/path/to/ComfyUI   a checkout anywhere (main.py, requirements.txt); copied into
+#                                         the build context (docker/comfyui-source/, git-ignored)
+#   TORCH_PACKAGES                        default "torch torchvision torchaudio" in that case
+# The wheelhouse then also holds torch and ComfyUI's requirements, fetched by the host's pip as it is
+# configured (PIP_FIND_LINKS=/dir/of/wheels, PIP_INDEX_URL=<a mirror>, ...).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,9 +32,43 @@ tag="${TEST_IMAGE_TAG:-ci}"
 python="${PYTHON:-python3}"
 wheelhouse=docker/wheelhouse
 
-variants=("$@")
-if [[ ${#variants[@]} -eq 0 ]]; then
-    variants=(cpu core complete)
+requested=("$@")
+if [[ ${#requested[@]} -eq 0 ]]; then
+    requested=(cpu core complete)
+fi
+# complete is built FROM core: core goes first whenever complete is asked for.
+variants=()
+for variant in "${requested[@]}"; do
+    case "$variant" in
+        cpu|core|complete) ;;
+        *) echo "build-test-images: unknown variant '$variant' (cpu, core, complete)" >&2; exit 64 ;;
+    esac
+    if [[ "$variant" == complete && " ${variants[*]} " != *" core "* ]]; then
+        variants+=(core)
+    fi
+    [[ " ${variants[*]} " == *" $variant "* ]] || variants+=("$variant")
+done
+
+# The ComfyUI to install: the stand-in, or a real checkout copied into the build context.
+comfyui_dir=tests/standin_comfyui
+torch_packages=""
+if [[ -n "${COMFYUI_SOURCE_DIR:-}" ]]; then
+    if [[ ! -f "$COMFYUI_SOURCE_DIR/main.py" || ! -f "$COMFYUI_SOURCE_DIR/requirements.txt" ]]; then
+        echo "build-test-images: COMFYUI_SOURCE_DIR=$COMFYUI_SOURCE_DIR is not a ComfyUI checkout" \
+             "(it needs main.py and requirements.txt)" >&2
+        exit 66
+    fi
+    if [[ " ${variants[*]} " == *" complete "* ]]; then
+        echo "build-test-images: a real ComfyUI offline is built for cpu and core only; complete would" \
+             "also need a ComfyUI-Manager checkout and every wheel of docker/complete-requirements.txt" >&2
+        exit 64
+    fi
+    comfyui_dir=docker/comfyui-source
+    torch_packages="${TORCH_PACKAGES-torch torchvision torchaudio}"
+    echo "build-test-images: ComfyUI from $COMFYUI_SOURCE_DIR (copied to $comfyui_dir), torch: ${torch_packages:-none}"
+    rm -rf "$comfyui_dir"
+    mkdir -p "$comfyui_dir"
+    tar -C "$COMFYUI_SOURCE_DIR" --exclude=.git --exclude=__pycache__ -cf - . | tar -C "$comfyui_dir" -xf -
 fi
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
@@ -55,19 +97,33 @@ print("wheel")
 print("PyYAML")
 EOF
 )
+if [[ "$comfyui_dir" != tests/standin_comfyui ]]; then
+    # A blank-separated list of requirement specifiers, as the Dockerfiles' TORCH_PACKAGES.
+    read -r -a torch_list <<<"$torch_packages"
+    requirements+=("${torch_list[@]}" -r "$comfyui_dir/requirements.txt")
+fi
 echo "build-test-images: wheelhouse ($wheelhouse): ${requirements[*]}"
 mkdir -p "$wheelhouse"
 find "$wheelhouse" -maxdepth 1 -name '*.whl' -delete
-"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheelhouse" "${requirements[@]}"
+if ! "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$wheelhouse" "${requirements[@]}"; then
+    echo "build-test-images: the host's pip could not get every wheel above. For torch, point pip at" \
+         "wheels you have (PIP_FIND_LINKS=/dir) or at an index it reaches (PIP_INDEX_URL=...)" >&2
+    exit 1
+fi
 
 common_args=(
-    --build-arg "BASE_IMAGE=$base"
-    --build-arg "COMFYUI_SOURCE_DIR=tests/standin_comfyui"
-    --build-arg "TORCH_PACKAGES="
     --build-arg "WHEELHOUSE_DIR=$wheelhouse"
     --build-arg "PIP_NO_INDEX=1"
 )
+# cpu and core: the base image, ComfyUI and torch.
+base_args=(
+    --build-arg "BASE_IMAGE=$base"
+    --build-arg "COMFYUI_SOURCE_DIR=$comfyui_dir"
+    --build-arg "TORCH_PACKAGES=$torch_packages"
+)
+# complete: FROM the core image built above, plus its extras.
 complete_args=(
+    --build-arg "CORE_IMAGE=$repository/core:$tag"
     --build-arg "COMFYUI_MANAGER_SOURCE_DIR=tests/docker/fixtures/comfyui-manager"
     --build-arg "COMPLETE_REQUIREMENTS=tests/docker/fixtures/complete-requirements.txt"
     --build-arg "EXTRA_APT_PACKAGES=git"
@@ -75,9 +131,8 @@ complete_args=(
 
 for variant in "${variants[@]}"; do
     case "$variant" in
-        cpu|core) args=("${common_args[@]}") ;;
+        cpu|core) args=("${common_args[@]}" "${base_args[@]}") ;;
         complete) args=("${common_args[@]}" "${complete_args[@]}") ;;
-        *) echo "build-test-images: unknown variant '$variant' (cpu, core, complete)" >&2; exit 64 ;;
     esac
     image="$repository/$variant:$tag"
     echo "build-test-images: building $image from docker/Dockerfile.$variant"

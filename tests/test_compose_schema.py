@@ -1,14 +1,15 @@
 """The compose files: valid Compose Specification, and the rules comfy-init's services follow.
 
 Only docker-compose 1.29 (Compose v1) can run here, so validity for Compose v2 users is checked
-against the specification's JSON schema (../shared/schemas/compose-spec.json, beside the checkout).
+against the Compose Specification's JSON schema as check-jsonschema ships it (its vendor schema
+`vendor.compose-spec`, installed by the `test` extra): nothing outside the repository is needed.
 The rules (ports, profiles, stop grace, GPUs, one data mount) are checked on the parsed YAML.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -54,28 +55,22 @@ GPU_VARIABLES = {
 V1_TOP_LEVEL = {"version", "services", "networks", "volumes", "secrets", "configs"}
 
 
-def find_schema() -> Path:
-    """compose-spec.json: $COMPOSE_SPEC_SCHEMA, else shared/ beside the checkout or inside it."""
-    candidates = []
-    if os.environ.get("COMPOSE_SPEC_SCHEMA"):
-        candidates.append(Path(os.environ["COMPOSE_SPEC_SCHEMA"]))
-    for base in (ROOT.parent, ROOT):
-        candidates.append(base / "shared" / "schemas" / "compose-spec.json")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = "\n  ".join(str(c) for c in candidates)
-    pytest.fail(
-        "compose-spec.json not found; tried:\n  " + tried + "\nThe CI clone has shared/ beside it "
-        "(../shared/schemas/compose-spec.json); elsewhere set COMPOSE_SPEC_SCHEMA to the file.",
-        pytrace=False,
-    )
+# check-jsonschema's copy of the Compose Specification schema (its `vendor.compose-spec`).
+SCHEMA_PACKAGE = "check_jsonschema"
+SCHEMA_RESOURCE = ("builtin_schemas", "vendor", "compose-spec.json")
 
 
 @pytest.fixture(scope="module")
 def schema():
-    with find_schema().open(encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        resource = importlib.resources.files(SCHEMA_PACKAGE).joinpath(*SCHEMA_RESOURCE)
+        text = resource.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        pytest.fail(f"the Compose Specification schema comes from check-jsonschema ({e}): "
+                    "pip install -e '.[test]'", pytrace=False)
+    document = json.loads(text)
+    assert document.get("title") == "Compose Specification", f"not the compose schema: {resource}"
+    return document
 
 
 def load(path: Path) -> dict:
@@ -135,7 +130,18 @@ def test_compose_files_exist():
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_valid_against_compose_spec(path, schema):
-    jsonschema.validate(load(path), schema, cls=jsonschema.Draft7Validator)
+    # The validator class the schema's own $schema names (draft 2020-12 in current releases).
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    errors = sorted(validator(schema).iter_errors(load(path)), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)
+
+
+def test_the_schema_rejects_what_compose_rejects(schema):
+    """The schema is really applied: a service with an unknown key and a bad port fails it."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    bad = {"services": {"x": {"image": "i", "restart_policy": "always", "ports": [{"target": "x"}]}}}
+    assert not validator.is_valid(bad)
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
@@ -239,10 +245,18 @@ def test_gpu_reservations(services, name):
 def test_build_and_overridable_image(services, name):
     _, _, variant = ALL_SERVICES[name]
     service = services[name]
-    assert service["build"] == {"context": "..", "dockerfile": f"docker/Dockerfile.{variant}"}
+    build = dict(service["build"])
+    args = build.pop("args", None)
+    assert build == {"context": "..", "dockerfile": f"docker/Dockerfile.{variant}"}
     assert (ROOT / service["build"]["dockerfile"]).is_file()
     variable = f"COMFY_{variant.upper()}_IMAGE"
     assert service["image"] == f"${{{variable}:-comfy-init/{variant}:latest}}"
+    if variant == "complete":
+        # Dockerfile.complete builds FROM the core image: the one the core services run.
+        assert args == {"CORE_IMAGE": "${COMFY_CORE_IMAGE:-comfy-init/core:latest}"}
+        assert "ARG CORE_IMAGE=comfy-init/core:latest" in (ROOT / build["dockerfile"]).read_text()
+    else:
+        assert args is None, f"{name}: the defaults build the production image, no build args"
 
 
 def strings(node):

@@ -44,6 +44,19 @@ from tests.docker.helpers import (  # noqa: E402
 )
 
 MULTI_CPU_PORTS = {"cpu-1": 8191, "cpu-2": 8192}
+# Runs its own multi-cpu project on the same host ports: it goes before the session's `multi_cpu`
+# project, which holds them until the session ends.
+RUNS_FIRST = Path(__file__).with_name("test_comfy_stack.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    first = [item for item in items if Path(str(item.fspath)) == RUNS_FIRST]
+    if not first:
+        return
+    rest = [item for item in items if Path(str(item.fspath)) != RUNS_FIRST]
+    docker_dir = RUNS_FIRST.parent
+    at = next((i for i, item in enumerate(rest) if docker_dir in Path(str(item.fspath)).parents), len(rest))
+    items[:] = rest[:at] + first + rest[at:]
 
 
 def _run_script(script: Path, timeout: float, env: dict | None = None) -> None:

@@ -55,6 +55,16 @@ def test_comfy_init_and_comfyui_are_installed(test_images, variant):
     assert "run" in result.stdout and "health" in result.stdout
 
 
+def test_complete_is_built_from_core(test_images):
+    """Dockerfile.complete starts FROM the core image: every core layer, in order, then its own."""
+    def layers(image):
+        return json.loads(docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", image).stdout)
+    core, complete = layers(test_images["core"]), layers(test_images["complete"])
+    assert complete[:len(core)] == core and len(complete) > len(core)
+    labels = config(test_images["complete"])["Labels"]
+    assert labels["org.opencontainers.image.base.name"] == test_images["core"]
+
+
 def test_complete_ships_manager_outside_the_instances(test_images):
     image = test_images["complete"]
     extra_paths = docker("run", "--rm", "--entrypoint", "cat", image,
