@@ -34,11 +34,11 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+sys.path.insert(0, os.path.join(HERE, os.pardir))  # the repository root: tests.support is shared
 
-from standin import free_port, make_checkout  # noqa: E402
-
-FOREIGN_PREFIXES = ("COMFY_", "STANDIN_", "__COMFY_CLI_SESSION__", "CLI_ARGS", "PUID", "PGID")
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import FOREIGN_PREFIXES  # noqa: E402
+from tests.support.standin import make_checkout  # noqa: E402
 
 
 def wait_ready(url, proc, timeout=20.0):
