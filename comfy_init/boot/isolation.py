@@ -42,27 +42,49 @@ def setting_overlap_problems(layout, instance, app_dir, *, multi, environ):
     return problems
 
 
+def _at_or_above(path, root):
+    return _any(lambda a, b: is_inside(b, a), path, root)
+
+
+def _overlapping(path, named):
+    """The (name, path) pairs of `named` whose trees overlap `path`'s."""
+    return [(name, other) for name, other in named if _any(overlaps, path, other)]
+
+
+def _instance_owner(layout, path):
+    """Whose instance directory `path` lies in: an id, ALL when it holds instances/ itself, or None."""
+    for form in _forms(path):
+        for instances in _forms(layout.instances):
+            if is_inside(instances, form):
+                return ALL
+            if is_inside(form, instances):
+                return os.path.relpath(form, instances).split(os.sep)[0]
+    return None
+
+
+ALL = object()
+
+
 def _instance_problems(layout, instance, environ):
+    if environ.get("COMFY_INSTANCE_DIRECTORY", "").strip() == "":
+        return []  # the default is the instance's own by construction; links on it are the tree's to judge
     setting = f"COMFY_INSTANCE_DIRECTORY={instance.root!r}"
     fix = f"leave COMFY_INSTANCE_DIRECTORY unset (it defaults to {layout.instance(instance.id).root})"
     found = []
-    if _any(lambda a, b: is_inside(b, a), instance.root, layout.data):
+    if _at_or_above(instance.root, layout.data):
         found.append(_problem(f"{setting} is the data root COMFY_DATA_DIRECTORY={layout.data!r} or above it", fix))
-    for other_name, other in (("COMFY_SHARED_DIRECTORY", layout.shared), ("the meta directory", layout.meta)):
-        if _any(overlaps, instance.root, other):
-            found.append(_problem(f"{setting} overlaps {other_name} ({other}): an instance's temp is wiped "
-                                  "at every start and its folders are written by ComfyUI", fix))
-    for form in _forms(instance.root):
-        for instances in _forms(layout.instances):
-            if form == instances or is_inside(instances, form):
-                found.append(_problem(f"{setting} holds every instance's directory ({layout.instances})", fix))
-            elif is_inside(form, instances):
-                owner = os.path.relpath(form, instances).split(os.sep)[0]
-                if owner != instance.id:
-                    found.append(_problem(
-                        f"{setting} is inside the directory of instance {owner!r} ({os.path.join(instances, owner)}), "
-                        f"not of {instance.id!r}: two ComfyUIs would share its folders", fix))
-    return _unique(found)
+    for name, other in _overlapping(instance.root, (("COMFY_SHARED_DIRECTORY", layout.shared),
+                                                    ("the meta directory", layout.meta))):
+        found.append(_problem(f"{setting} overlaps {name} ({other}): an instance's temp is wiped "
+                              "at every start and its folders are written by ComfyUI", fix))
+    owner = _instance_owner(layout, instance.root)
+    if owner is ALL:
+        found.append(_problem(f"{setting} holds every instance's directory ({layout.instances})", fix))
+    elif owner is not None and owner != instance.id:
+        found.append(_problem(
+            f"{setting} is inside the directory of instance {owner!r} ({layout.instance(owner).root}), "
+            f"not of {instance.id!r}: two ComfyUIs would share its folders", fix))
+    return found
 
 
 def _shared_problems(layout, environ):
@@ -71,22 +93,13 @@ def _shared_problems(layout, environ):
     setting = f"COMFY_SHARED_DIRECTORY={layout.shared!r}"
     fix = f"leave COMFY_SHARED_DIRECTORY unset (it defaults to {os.path.join(layout.data, 'shared')})"
     found = []
-    if _any(lambda a, b: is_inside(b, a), layout.shared, layout.data):
+    if _at_or_above(layout.shared, layout.data):
         found.append(_problem(f"{setting} is the data root or above it: it would hold the instances and meta/", fix))
-    for other_name, other in (("the instances directory", layout.instances), ("the meta directory", layout.meta)):
-        if _any(overlaps, layout.shared, other):
-            found.append(_problem(f"{setting} overlaps {other_name} ({other}): shared models would sit in an "
-                                  "instance's folders, where ComfyUI deletes temp at every start", fix))
-    return _unique(found)
-
-
-def _unique(problems):
-    seen, kept = set(), []
-    for problem in problems:
-        if problem.message not in seen:
-            seen.add(problem.message)
-            kept.append(problem)
-    return kept
+    for name, other in _overlapping(layout.shared, (("the instances directory", layout.instances),
+                                                    ("the meta directory", layout.meta))):
+        found.append(_problem(f"{setting} overlaps {name} ({other}): shared models would sit in an "
+                              "instance's folders, where ComfyUI deletes temp at every start", fix))
+    return found
 
 
 def argument_path_problems(layout, instance, arguments, source):
@@ -120,17 +133,13 @@ def _foreign_place(layout, instance, path):
     """Why `path` is not this instance's to use, or None."""
     if _any(is_inside, path, instance.root):
         return None
-    if _any(lambda a, b: is_inside(b, a), path, layout.data):
+    if _at_or_above(path, layout.data):
         return "is the data root or above it"
-    for name, other in (("shared/", layout.shared), ("meta/", layout.meta)):
-        if _any(overlaps, path, other):
-            return f"reaches into {name}"
-    for form in _forms(path):
-        for instances in _forms(layout.instances):
-            if is_inside(form, instances) and form != instances:
-                owner = os.path.relpath(form, instances).split(os.sep)[0]
-                if owner != instance.id:
-                    return f"is inside the directory of instance {owner!r}"
-            elif is_inside(instances, form):
-                return "holds every instance's directory"
+    for name, _other in _overlapping(path, (("shared/", layout.shared), ("meta/", layout.meta))):
+        return f"reaches into {name}"
+    owner = _instance_owner(layout, path)
+    if owner is ALL:
+        return "holds every instance's directory"
+    if owner is not None and owner != instance.id:
+        return f"is inside the directory of instance {owner!r}"
     return None
