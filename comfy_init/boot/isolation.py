@@ -11,7 +11,7 @@ import os
 
 from comfy_init.comfyui.command import PATH_FLAGS, flag_values
 from comfy_init.problems import Problem
-from comfy_init.tree.paths import is_inside, overlaps
+from comfy_init.tree.paths import ALL_INSTANCES, instance_owner, is_inside, overlaps
 
 
 def _forms(path):
@@ -52,17 +52,23 @@ def _overlapping(path, named):
 
 
 def _instance_owner(layout, path):
-    """Whose instance directory `path` lies in: an id, ALL when it holds instances/ itself, or None."""
+    """instance_owner for `path` and instances/ as written and as resolved (the first that says)."""
     for form in _forms(path):
         for instances in _forms(layout.instances):
-            if is_inside(instances, form):
-                return ALL
-            if is_inside(form, instances):
-                return os.path.relpath(form, instances).split(os.sep)[0]
+            owner = instance_owner(form, instances)
+            if owner is not None:
+                return owner
     return None
 
 
-ALL = object()
+def _placement_problems(setting, path, layout, root_says, named, consequence, fix):
+    """`path` (the value of `setting`) at or above the data root, or overlapping one of `named`."""
+    found = []
+    if _at_or_above(path, layout.data):
+        found.append(_problem(f"{setting} is the data root{root_says}", fix))
+    for name, other in _overlapping(path, named):
+        found.append(_problem(f"{setting} overlaps {name} ({other}): {consequence}", fix))
+    return found
 
 
 def _instance_problems(layout, instance, environ):
@@ -70,15 +76,12 @@ def _instance_problems(layout, instance, environ):
         return []  # the default is the instance's own by construction; links on it are the tree's to judge
     setting = f"COMFY_INSTANCE_DIRECTORY={instance.root!r}"
     fix = f"leave COMFY_INSTANCE_DIRECTORY unset (it defaults to {layout.instance(instance.id).root})"
-    found = []
-    if _at_or_above(instance.root, layout.data):
-        found.append(_problem(f"{setting} is the data root COMFY_DATA_DIRECTORY={layout.data!r} or above it", fix))
-    for name, other in _overlapping(instance.root, (("COMFY_SHARED_DIRECTORY", layout.shared),
-                                                    ("the meta directory", layout.meta))):
-        found.append(_problem(f"{setting} overlaps {name} ({other}): an instance's temp is wiped "
-                              "at every start and its folders are written by ComfyUI", fix))
+    found = _placement_problems(
+        setting, instance.root, layout, f" COMFY_DATA_DIRECTORY={layout.data!r} or above it",
+        (("COMFY_SHARED_DIRECTORY", layout.shared), ("the meta directory", layout.meta)),
+        "an instance's temp is wiped at every start and its folders are written by ComfyUI", fix)
     owner = _instance_owner(layout, instance.root)
-    if owner is ALL:
+    if owner is ALL_INSTANCES:
         found.append(_problem(f"{setting} holds every instance's directory ({layout.instances})", fix))
     elif owner is not None and owner != instance.id:
         found.append(_problem(
@@ -92,14 +95,10 @@ def _shared_problems(layout, environ):
         return []
     setting = f"COMFY_SHARED_DIRECTORY={layout.shared!r}"
     fix = f"leave COMFY_SHARED_DIRECTORY unset (it defaults to {os.path.join(layout.data, 'shared')})"
-    found = []
-    if _at_or_above(layout.shared, layout.data):
-        found.append(_problem(f"{setting} is the data root or above it: it would hold the instances and meta/", fix))
-    for name, other in _overlapping(layout.shared, (("the instances directory", layout.instances),
-                                                    ("the meta directory", layout.meta))):
-        found.append(_problem(f"{setting} overlaps {name} ({other}): shared models would sit in an "
-                              "instance's folders, where ComfyUI deletes temp at every start", fix))
-    return found
+    return _placement_problems(
+        setting, layout.shared, layout, " or above it: it would hold the instances and meta/",
+        (("the instances directory", layout.instances), ("the meta directory", layout.meta)),
+        "shared models would sit in an instance's folders, where ComfyUI deletes temp at every start", fix)
 
 
 def argument_path_problems(layout, instance, arguments, source):
@@ -138,7 +137,7 @@ def _foreign_place(layout, instance, path):
     for name, _other in _overlapping(path, (("shared/", layout.shared), ("meta/", layout.meta))):
         return f"reaches into {name}"
     owner = _instance_owner(layout, path)
-    if owner is ALL:
+    if owner is ALL_INSTANCES:
         return "holds every instance's directory"
     if owner is not None and owner != instance.id:
         return f"is inside the directory of instance {owner!r}"

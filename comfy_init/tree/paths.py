@@ -14,6 +14,20 @@ def overlaps(a, b):
     return is_inside(a, b) or is_inside(b, a)
 
 
+ALL_INSTANCES = "<all instances>"
+
+
+def instance_owner(path, instances):
+    """Whose directory under `instances` (the instances/ folder) `path` lies in: an instance id,
+    ALL_INSTANCES when `path` is instances/ itself or above it, or None when it is elsewhere.
+    Both paths in the same form (both resolved, or both as written)."""
+    if is_inside(instances, path):
+        return ALL_INSTANCES
+    if is_inside(path, instances):
+        return os.path.relpath(path, instances).split(os.sep)[0]
+    return None
+
+
 class Look:
     """What lstat said about a path: `info` (None when nothing is there) or `errno` of a failure."""
 

@@ -18,7 +18,7 @@ import stat
 from comfy_init.errors import error_for
 from comfy_init.layout import COMPAT_FOLDERS, MODEL_FOLDERS, OWN_FOLDERS
 from comfy_init.problems import Problem
-from comfy_init.tree.paths import is_inside, look, overlaps
+from comfy_init.tree.paths import ALL_INSTANCES, instance_owner, is_inside, look, overlaps
 from comfy_init.tree.steps import LINK, MKDIR, OK, RELINK, REPLACE_EMPTY_DIR, Step
 
 _WHAT = ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
@@ -184,6 +184,34 @@ class Planner:
             self.problem("not-a-directory", path, f"is {_what(found.info)} where a link to {points_to} belongs",
                          "move it away and start again")
 
+    def check_own_folders(self, layout, instance):
+        """An instance's directory and its own folders may be links (inside the data root), but they
+        must not resolve into another instance, shared/, meta/ or each other: two writers would
+        share one folder, and ComfyUI wipes temp at every start."""
+        instances = os.path.realpath(layout.instances)
+        forbidden = [("shared/", os.path.realpath(layout.shared)), ("meta/", os.path.realpath(layout.meta))]
+
+        def clashes(real, others=()):
+            found = [name for name, other in forbidden + list(others) if overlaps(real, other)]
+            owner = instance_owner(real, instances)
+            if owner is not None and owner != instance.id:
+                found.append("every instance's directory" if owner == ALL_INSTANCES else f"instance {owner!r}")
+            return found
+
+        root = os.path.realpath(instance.root)
+        clash = clashes(root)
+        if clash and not self._under_blocked(instance.root):
+            self.problem("shared-folder", instance.root, f"resolves to {root}, which overlaps {clash[0]}",
+                         "remove the link and let comfy-init create this instance's own directory")
+            return
+        own = {path: os.path.realpath(path) for path in instance.own_folders()}
+        for path, real in own.items():
+            clash = clashes(real, [(f"{os.path.basename(p)}/", r) for p, r in own.items() if p != path])
+            if clash and not self._under_blocked(path):
+                self.problem("shared-folder", path, f"resolves to {real}, which overlaps {clash[0]}: two writers "
+                             "would share one folder (and ComfyUI wipes temp at every start)",
+                             "replace the link with a real directory of this instance")
+
     def check_writable(self):
         """Directories ComfyUI must write that it cannot, and parents that block a creation."""
         blocked = {}  # parent directory -> names that must be created in it
@@ -210,38 +238,6 @@ def _readlink(path):
         return "?"
 
 
-def _check_own_folders(planner, layout, instance):
-    """An instance's directory and its own folders may be links (inside the data root), but they
-    must not resolve into another instance, shared/ or meta/: two ComfyUIs would write one folder."""
-    root = os.path.realpath(instance.root)
-    instances = os.path.realpath(layout.instances)
-    for name, other in (("shared/", layout.shared), ("meta/", layout.meta)):
-        if overlaps(root, os.path.realpath(other)) and not planner._under_blocked(instance.root):
-            planner.problem("shared-folder", instance.root, f"resolves to {root}, which overlaps {name}",
-                            "give the instance a directory of its own")
-            return
-    if is_inside(root, instances) and root != instances:
-        owner = os.path.relpath(root, instances).split(os.sep)[0]
-        if owner != instance.id and not planner._under_blocked(instance.root):
-            planner.problem("shared-folder", instance.root, f"resolves to {root}, the directory of instance "
-                            f"{owner!r}", "remove the link and let comfy-init create this instance's directory")
-            return
-    own = {path: os.path.realpath(path) for path in instance.own_folders()}
-    forbidden = [("shared/", os.path.realpath(layout.shared)), ("meta/", os.path.realpath(layout.meta))]
-    for path, real in own.items():
-        if planner._under_blocked(path):
-            continue
-        clash = [name for name, other in forbidden if overlaps(real, other)]
-        clash += [f"{os.path.basename(p)}/" for p, r in own.items() if p != path and overlaps(real, r)]
-        if is_inside(real, instances) and real != instances:
-            owner = os.path.relpath(real, instances).split(os.sep)[0]
-            clash += [f"instance {owner!r}"] if owner != instance.id else []
-        if clash:
-            planner.problem("shared-folder", path, f"resolves to {real}, which overlaps {clash[0]}: two writers "
-                            "would share one folder (and ComfyUI wipes temp at every start)",
-                            "replace the link with a real directory of this instance")
-
-
 def plan_tree(layout, instance, *, multi):
     """Return the steps that make the tree of `instance` (an InstancePaths of `layout`); raise
     DataError listing every problem (the exit code follows from their kinds)."""
@@ -261,7 +257,7 @@ def plan_tree(layout, instance, *, multi):
             planner.directory(instance.folder(name), writable=True)
         planner.link(instance.models, layout.shared_models)
         planner.link(instance.input, layout.shared_input)
-        _check_own_folders(planner, layout, instance)
+        planner.check_own_folders(layout, instance)
     else:
         # The old layout is used as it is, links to other disks included: nothing in it is changed.
         planner.directory(instance.root, link_anywhere=True)
