@@ -7,7 +7,7 @@ plain message gets, so `raise DataError("...")` still works where no finer kind 
 
 from comfy_init.exitcodes import (  # noqa: F401  (re-exported: callers name codes here)
     CANTCREAT, CONFIG, DATAERR, FAILED, IOERR, NOINPUT, NOPERM, OK, TEMPFAIL, USAGE)
-from comfy_init.problems import Problem, exit_code_of
+from comfy_init.problems import KINDS, Problem, exit_code_of
 
 
 class ComfyInitError(Exception):
@@ -79,6 +79,6 @@ def error_for(*problems):
     code = exit_code_of(problems)
     for cls in (ConfigError, UsageError, DataError, MissingPathError, CannotCreateError, IOFailure,
                 BusyError, PermissionDeniedError):
-        if Problem(cls.default_kind, "").exit_code == code:
+        if KINDS[cls.default_kind][0] == code:
             return cls(*problems)
     return ComfyInitError(*problems)

@@ -24,10 +24,16 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module_name), attribute)
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        # The deepest group resolves last: "registry show", for the envelope of an error.
+        ctx.find_root().meta["comfy_init.command"] = " ".join(ctx.command_path.split()[1:] + [name])
+        return name, command, rest
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ComfyInitError as error:
-            command = " ".join(ctx.protected_args or []) or ctx.info_name
+            command = ctx.find_root().meta.get("comfy_init.command", ctx.info_name)
             as_json = bool(ctx.find_root().meta.get("comfy_init.json"))
             ctx.exit(render(Result.failure(command, error), as_json=as_json))

@@ -45,3 +45,18 @@ def test_recover_refuses_an_unknown_mode(tmp_path):
 
 def test_help_shows_an_example():
     assert "Example:" in invoke("registry", "recover", "--help").output
+
+
+def test_an_error_escaping_a_command_is_one_envelope_naming_the_command(tmp_path, monkeypatch):
+    from comfy_init.errors import DataError
+    from comfy_init.ops import registry as operations
+
+    def fails(layout):
+        raise DataError("something in the way")
+
+    monkeypatch.setattr(operations, "show_registry", fails)
+    result = invoke("registry", "show", "--data", str(tmp_path), "--json")
+    envelope = json.loads(result.output)
+    assert result.exit_code == 65
+    assert (envelope["command"], envelope["status"], envelope["problems"][0]["kind"]) == (
+        "registry show", "failed", "invalid-data")
