@@ -26,7 +26,7 @@ def config(image: str) -> dict:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_image_metadata(test_images, variant):
     cfg = config(test_images[variant])
-    assert cfg["Entrypoint"] == ["comfy-init", "run"]
+    assert cfg["Entrypoint"] == ["env", "--block-signal=HUP,INT,QUIT,TERM,USR1,USR2,WINCH", "comfy-init", "run"]
     assert not cfg.get("Cmd"), "the base image's CMD must not become ComfyUI arguments"
     assert cfg["Healthcheck"]["Test"] == ["CMD", "comfy-init", "health"]
     assert cfg["Healthcheck"]["StartPeriod"] >= 30 * 10**9, "ComfyUI needs ~20 s before it answers"
