@@ -163,6 +163,7 @@ def acquire(registry, instance_id, *, port, listen, lease, clock=time.monotonic,
     StopRequested ends the wait without a claim.
     """
     layout = registry.layout
+    registry.check()  # a damaged registry or lock sidecar is refused before anything is created
     try:
         os.makedirs(layout.locks, exist_ok=True)
     except OSError as error:

@@ -71,6 +71,21 @@ def open_regular(path, flags, mode=0o666):
     return fd
 
 
+def refuse_non_regular(path):
+    """Raise DataError (65) when something other than a regular file stands at `path` (a missing
+    path is fine). Only looks (lstat): for checks that must come before anything is created."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise io_failure(path, "cannot look at", exc) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise not_regular(path, f"a symbolic link (to {_readlink(path)!r})")
+    if not stat.S_ISREG(info.st_mode):
+        raise not_regular(path, _kind_name(path, info))
+
+
 def read_regular(path):
     """The bytes of the regular file `path`, or None when it does not exist. DataError (65) for a
     link, FIFO, socket, device or directory; IOFailure (74) when it cannot be read."""

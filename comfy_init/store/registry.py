@@ -33,7 +33,8 @@ from comfy_init.problems import Problem
 from comfy_init.store import locks
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import (
-    clean_stale_temps, io_failure, keep_copy_as_new_name, read_regular, unused_name, write_atomic)
+    clean_stale_temps, io_failure, keep_copy_as_new_name, read_regular, refuse_non_regular, unused_name,
+    write_atomic)
 
 SCHEMA_VERSION = 1
 RECOVERY_MODES = ("backup", "reset")
@@ -125,6 +126,13 @@ class Registry:
         if data is None:
             return empty_document()
         return self._decode_or_raise(data)
+
+    def check(self) -> dict:
+        """`load()`, and refuse a lock sidecar that is not a regular file: everything a write would
+        trip over, found before the caller creates anything."""
+        document = self.load()
+        refuse_non_regular(self.lock_path)
+        return document
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:
