@@ -229,3 +229,50 @@ def test_a_non_utf8_path_never_crashes_the_text_dry_run(env, tmp_path):
     assert result.returncode == 0 and b"Traceback" not in result.stderr
     assert json.loads(subprocess.run(COMFY_INIT + ["--dry-run", "--json"], env=dict(env, COMFY_DATA_DIRECTORY=odd),
                                      capture_output=True, timeout=60).stdout)["status"] == "ok"
+
+
+def test_the_loser_of_a_simultaneous_start_is_told_who_holds_the_instance(tmp_path):
+    import threading
+
+    from comfy_init.store import locks
+
+    registry = Registry(Layout(str(tmp_path)))
+    os.makedirs(registry.layout.locks)
+    winner_lock = locks.try_lock(registry.layout.lock_path("b"))  # the winner has the lock ...
+    record = {"generation": 1, "token": "w", "host": "winner-host", "boot_id": boot_id(), "container_id": None,
+              "pid": 4242, "since": utc_now(), "renewed_at": utc_now(), "heartbeat": 0, "lease_seconds": 30,
+              "port": 8188, "listen": "0.0.0.0"}
+
+    def write_record_soon():  # ... and writes its record a moment later
+        time.sleep(0.3)
+        with registry.transaction() as document:
+            document["instances"]["b"] = {"created_at": utc_now(), "claim_generation": 1}
+            document["claims"]["b"] = record
+
+    writer = threading.Thread(target=write_record_soon)
+    writer.start()
+    try:
+        with pytest.raises(claims.ClaimHeld) as caught:
+            claims.acquire(registry, "b", port=8188, listen="0.0.0.0", lease=30)
+        assert "held by winner-host, pid 4242" in caught.value.lines()[0]
+        assert "registry reset" not in caught.value.lines()[0]
+    finally:
+        writer.join()
+        winner_lock.release()
+
+
+def test_a_newer_bak_is_named_as_the_newer_file(tmp_path):
+    from comfy_init.store.registry import RegistryNewer
+
+    registry = Registry(Layout(str(tmp_path)))
+    os.makedirs(registry.meta_dir)
+    open(registry.path, "w").write("{broken")
+    newer = {"schema_version": 99, "revision": 5, "updated_at": "", "instances": {}, "claims": {}}
+    open(registry.backup_path, "w").write(json.dumps(newer))
+    with pytest.raises(Exception) as damaged:
+        registry.load()
+    assert "instance-registry.json.bak is from a newer comfy-init" in damaged.value.lines()[0]
+    with pytest.raises(RegistryNewer) as caught:
+        registry.recover("backup")
+    assert caught.value.lines()[0].startswith(f"{registry.backup_path}: written by a newer comfy-init")
+    assert open(registry.path).read() == "{broken"
