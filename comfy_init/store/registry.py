@@ -36,7 +36,7 @@ from comfy_init.store.files import (
     clean_stale_temps, io_failure, keep_copy_as_new_name, read_regular, refuse_non_regular, unused_name,
     write_atomic)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RECOVERY_MODES = ("backup", "reset")
 
 _SCHEMA_RESOURCE = "registry.schema.json"
@@ -332,11 +332,19 @@ def _decode(data: bytes) -> dict:
     version = document.get("schema_version")
     if isinstance(version, (int, float)) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise _Invalid(newer=version)
+    if type(version) is int and version == 1:
+        document = upgrade_v1(document)
     if not _fast_validator().is_valid(document):
         problems = schema_problems(document)
         count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
         raise _Invalid(f"does not match the registry schema ({count}):", ["  " + p for p in problems])
     return document
+
+
+def upgrade_v1(document: dict) -> dict:
+    """A version-1 document as version 2. Version 2 only adds optional instance keys (variant,
+    gpus, share_gpu), so the upgrade is the version number; the next write stores version 2."""
+    return dict(document, schema_version=SCHEMA_VERSION)
 
 
 def schema():

@@ -17,7 +17,7 @@ import re
 SUPPORTED = frozenset({
     "$schema", "$id", "title", "description", "$defs", "$ref", "type", "required", "properties",
     "additionalProperties", "propertyNames", "pattern", "const", "enum", "minimum", "maximum",
-    "exclusiveMinimum",
+    "exclusiveMinimum", "items",
 })
 
 _TYPES = {
@@ -65,6 +65,8 @@ class FastValidator:
             return False
         if type(value) is dict:
             return self._valid_object(schema, value)
+        if type(value) is list and "items" in schema:
+            return all(self._valid(schema["items"], item) for item in value)
         return True
 
     def _valid_object(self, schema, value):

@@ -27,7 +27,7 @@ def test_paths(meta):
 
 def test_empty_document_is_valid_and_at_revision_0():
     doc = empty_document()
-    assert doc["schema_version"] == 1 and doc["revision"] == 0
+    assert doc["schema_version"] == 2 and doc["revision"] == 0
     assert doc["instances"] == {} and doc["claims"] == {}
     assert registry_module.schema_problems(doc) == []
 
@@ -267,9 +267,34 @@ def test_a_changed_entry_is_checked_before_writing_even_if_it_was_valid_before(r
 
 def test_a_string_schema_version_is_one_problem(realistic):
     doc = realistic.load()
-    doc["schema_version"] = "1"
+    doc["schema_version"] = "2"
     with open(realistic.path, "w", encoding="utf-8") as f:
         json.dump(doc, f)
     with pytest.raises(DataError) as caught:
         realistic.load()
-    assert caught.value.lines()[1:-1] == ["  $.schema_version: 1 was expected"]
+    assert caught.value.lines()[1:-1] == ["  $.schema_version: 2 was expected"]
+
+
+def test_a_version_1_registry_is_read_and_written_back_as_version_2(registry):
+    version_1 = {"schema_version": 1, "revision": 4, "updated_at": "2026-11-01T00:00:00Z",
+                 "instances": {"core-1": instance(port=8188, listen="0.0.0.0")}, "claims": {}}
+    os.makedirs(registry.meta_dir)
+    with open(registry.path, "w", encoding="utf-8") as f:
+        json.dump(version_1, f)
+    document = registry.load()
+    assert document["schema_version"] == 2 and document["instances"] == version_1["instances"]
+    with registry.transaction() as doc:
+        doc["instances"]["core-1"]["variant"] = "core"
+    with open(registry.path, encoding="utf-8") as f:
+        written = json.load(f)
+    assert (written["schema_version"], written["revision"]) == (2, 5)
+    with open(registry.backup_path, encoding="utf-8") as f:
+        assert json.load(f)["schema_version"] == 1  # the version-1 file is kept as the .bak
+
+
+def test_a_version_1_file_that_breaks_the_schema_is_still_damaged(registry):
+    os.makedirs(registry.meta_dir)
+    with open(registry.path, "w", encoding="utf-8") as f:
+        json.dump({"schema_version": 1, "revision": -1, "updated_at": "", "instances": {}, "claims": {}}, f)
+    with pytest.raises(DataError, match=r"\$\.revision: -1 is less than the minimum of 0"):
+        registry.load()

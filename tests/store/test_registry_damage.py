@@ -155,13 +155,13 @@ def test_odd_keys_are_quoted_in_paths(realistic):
 
 def test_a_newer_schema_version_asks_for_an_upgrade(realistic):
     doc = realistic.load()
-    doc["schema_version"] = 2
+    doc["schema_version"] = 3
     doc["new_top_level_thing"] = {}
     write(realistic.path, json.dumps(doc).encode())
     error = load_error(realistic)
     newer = [
-        f"{realistic.path}: written by a newer comfy-init (schema_version 2); this comfy-init"
-        f" ({__version__}) reads schema_version 1 only; upgrade comfy-init (the image) everywhere this"
+        f"{realistic.path}: written by a newer comfy-init (schema_version 3); this comfy-init"
+        f" ({__version__}) reads schema_version 2 only; upgrade comfy-init (the image) everywhere this"
         " data directory is used; the file is fine: do not recover it"]
     assert isinstance(error, RegistryNewer) and not isinstance(error, RegistryDamaged)
     assert [p.kind for p in error.problems] == ["registry-newer"]

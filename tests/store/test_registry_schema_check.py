@@ -23,14 +23,15 @@ json_values = st.recursive(
 
 
 def valid_document():
-    return {"schema_version": 1, "revision": 3, "updated_at": "2026-12-01T00:00:00Z",
+    return {"schema_version": 2, "revision": 3, "updated_at": "2026-12-01T00:00:00Z",
             "instances": {"core-1": instance(port=8188), "cpu-1": instance(device="cpu", template=None)},
             "claims": {"core-1": claim()}}
 
 
 PATHS = [("schema_version",), ("revision",), ("updated_at",), ("instances",), ("claims",),
          ("instances", "core-1"), ("instances", "core-1", "port"), ("instances", "core-1", "claim_generation"),
-         ("instances", "core-1", "device"), ("instances", "core-1", "template"), ("instances", "core-1", "extra"),
+         ("instances", "core-1", "device"), ("instances", "core-1", "template"),
+         ("instances", "core-1", "gpus"), ("instances", "core-1", "variant"), ("instances", "core-1", "share_gpu"), ("instances", "core-1", "extra"),
          ("claims", "core-1"), ("claims", "core-1", "pid"), ("claims", "core-1", "lease_seconds"),
          ("claims", "core-1", "container_id"), ("claims", "core-1", "holds_lock"), ("claims", "core-1", "token"),
          ("claims", "core-1", "generation"), ("claims", "core-1", "heartbeat"), ("extra",)]
