@@ -11,6 +11,7 @@ only: this is on the start-up path of PID 1.
 """
 
 import os
+import re
 
 # ComfyUI's model folders (folder_paths.py), the legacy names clip and unet included, so every
 # instance and every ComfyUI release finds the same shared folders.
@@ -28,6 +29,10 @@ SHARED_LINKS = ("models", "input")
 COMPAT_FOLDERS = ("models", "custom_nodes", "input", "output", "temp", "user")
 # The instance id compatibility mode claims under (its tree has no id of its own).
 COMPAT_INSTANCE_ID = "comfy"
+# Instance ids are DNS labels, so they fit compose service, pod and host names.
+INSTANCE_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Names an instance may not have: compatibility mode's claim, and the compose tools service.
+RESERVED_IDS = (COMPAT_INSTANCE_ID, "comfy-init")
 
 REGISTRY_NAME = "instance-registry.json"
 # In the instance's own user folder: written by ComfyUI-Manager as ComfyUI's user, and not in temp,

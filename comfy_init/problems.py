@@ -38,6 +38,12 @@ KINDS = {
     "port-in-use": (errors.TEMPFAIL, "the port is already taken"),
     "claim-lost": (errors.TEMPFAIL, "this process's claim was taken over"),
     "io-error": (errors.IOERR, "reading or writing failed below comfy-init"),
+    # instances (create, show, delete)
+    "instance-exists": (errors.DATAERR, "an instance of that id is configured or its directory exists"),
+    "unknown-instance": (errors.NOINPUT, "no instance of that id is configured or present"),
+    "port-conflict": (errors.DATAERR, "the port is configured for another instance"),
+    "gpu-conflict": (errors.DATAERR, "the GPU is given to another instance"),
+    "no-free-port": (errors.TEMPFAIL, "every port of the range is configured or in use"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

@@ -17,10 +17,9 @@ import sys
 from comfy_init.boot.isolation import argument_path_problems, setting_overlap_problems
 from comfy_init.comfyui.command import owned_argument_problems
 from comfy_init.errors import ConfigError
-from comfy_init.layout import COMPAT_INSTANCE_ID, Layout
+from comfy_init.layout import COMPAT_INSTANCE_ID, INSTANCE_ID_PATTERN, Layout
 from comfy_init.problems import Problem
 
-INSTANCE_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 DEVICES = ("auto", "cuda", "cpu")
 RECOVERY_MODES = ("backup", "reset")  # as comfy_init.store.registry.RECOVERY_MODES (not imported: start-up cost)

@@ -4,29 +4,20 @@ Called by `run` with a Plan that was checked completely before anything was writ
 checked before the claim, so a start refused for a busy port writes nothing at all.
 """
 
-import errno
 import os
-import socket
 import threading
 
 from comfy_init import log
 from comfy_init.boot import privileges
-from comfy_init.boot.plan import plan_steps
-from comfy_init.comfyui.endpoint import bind_host, system_stats_url
+from comfy_init.boot.plan import RECOVER_VARIABLE, plan_steps, recover_advice
+from comfy_init.comfyui.endpoint import port_in_use, system_stats_url
 from comfy_init.errors import TEMPFAIL, BusyError
 from comfy_init.pid1 import signals
 from comfy_init.pid1.supervisor import ChildSpec, Supervisor, become_subreaper
 from comfy_init.problems import Problem
-from comfy_init.store import claims
+from comfy_init.store import claims, conflicts
 from comfy_init.store.registry import Registry, RegistryDamaged
 from comfy_init.tree.apply import apply_steps
-
-RECOVER_VARIABLE = "COMFY_REGISTRY_RECOVER"
-
-
-def _recover_advice(mode):
-    return f"set {RECOVER_VARIABLE}={mode}"
-
 
 def launch(plan, environ):
     config = plan.config
@@ -35,7 +26,7 @@ def launch(plan, environ):
     try:
         return _claim_and_supervise(plan, environ, registry)
     except RegistryDamaged as damaged:
-        raise damaged.advise(_recover_advice) from None
+        raise damaged.advise(recover_advice) from None
 
 
 def _claim_and_supervise(plan, environ, registry):
@@ -49,6 +40,7 @@ def _claim_and_supervise(plan, environ, registry):
         log.info("stop requested while waiting for the claim: not starting ComfyUI")
         return 0
     log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
+    _warn_about_differences(registry, config)
     lost = threading.Event()
     try:
         # Planned again now that the instance is ours: the claim may have waited a whole lease.
@@ -77,6 +69,12 @@ def _claim_and_supervise(plan, environ, registry):
     return status
 
 
+def _warn_about_differences(registry, config):
+    gpus = None if config.cuda_device is None else [config.cuda_device]
+    for line in conflicts.differences(registry.load(), config.instance_id, port=config.port, gpus=gpus):
+        log.warning(f"{line}: starting as configured by the environment")
+
+
 def _warn_if_not_pid1():
     if os.getpid() == 1:
         return
@@ -100,24 +98,15 @@ def _recover_registry_if_asked(registry, config):
 def _check_port_free(registry, config):
     """Before anything is written: is the port free? When it is held by this very instance's claim,
     the claim decides (and names the holder)."""
-    host = bind_host(config.listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, config.port))
-    except OSError as error:
-        if error.errno != errno.EADDRINUSE:
-            return  # ComfyUI reports other bind problems itself
-        holder = claims.port_holder(registry, config.port, None)
-        if holder == config.instance_id:
-            return
-        by = f" by instance {holder!r}" if holder else ""
-        raise BusyError(Problem(
-            "port-in-use", f"COMFY_PORT={config.port}: port {config.port} is already in use{by}",
-            fix="give this instance another COMFY_PORT, or stop what listens there")) from None
-    finally:
-        probe.close()
+    if not port_in_use(config.listen, config.port):
+        return
+    holder = claims.port_holder(registry, config.port, None)
+    if holder == config.instance_id:
+        return
+    by = f" by instance {holder!r}" if holder else ""
+    raise BusyError(Problem(
+        "port-in-use", f"COMFY_PORT={config.port}: port {config.port} is already in use{by}",
+        fix="give this instance another COMFY_PORT, or stop what listens there"))
 
 
 def _child_environment(environ, config, user):

@@ -13,6 +13,14 @@ from comfy_init.tree.checkout_links import plan_checkout_links
 from comfy_init.tree.planner import plan_tree
 
 
+RECOVER_VARIABLE = "COMFY_REGISTRY_RECOVER"
+
+
+def recover_advice(mode):
+    """How the start path tells a user to recover a damaged registry."""
+    return f"set {RECOVER_VARIABLE}={mode}"
+
+
 class Plan:
     __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command")
 
@@ -65,10 +73,31 @@ def make_plan(config, environ, extra_args):
     return Plan(config, checkout, steps, device, reason, command)
 
 
+def claim_now(config):
+    """What the registry says about this instance's claim right now: (state, record), state None
+    when nobody holds it. Reads only; a damaged registry raises, as the start would."""
+    from comfy_init.store import claims
+    from comfy_init.store.registry import Registry
+
+    record = Registry(config.layout).load()["claims"].get(config.instance_id)
+    return (None, None) if record is None else (claims.judge(config.layout, config.instance_id, record), record)
+
+
 def dry_run(config, environ, extra_args):
-    """The dry run's Result: the plan, or the problems that would stop the start."""
+    """The dry run's Result: the plan and the instance's claim, or what would stop the start."""
+    from comfy_init.store.claims import RUNNING_ELSEWHERE, RUNNING_HERE, describe_holder
+    from comfy_init.store.registry import RegistryDamaged
+
     try:
         plan = make_plan(config, environ, extra_args)
+        state, record = claim_now(config)
+    except RegistryDamaged as damaged:
+        return Result.failure("run --dry-run", damaged.advise(recover_advice))
     except ComfyInitError as error:
         return Result.failure("run --dry-run", error)
-    return Result("run --dry-run", plan.as_dict(), plan.lines())
+    data = dict(plan.as_dict(), claim={"state": state or "free", "holder": record})
+    claim = ["", "claim: " + ("free" if state is None else f"{state}: {describe_holder(record)}")]
+    if state in (RUNNING_HERE, RUNNING_ELSEWHERE):
+        claim.append(f"  a start now would be refused (exit 75): instance {config.instance_id!r} is held")
+    lines = plan.lines()
+    return Result("run --dry-run", data, lines[:-3] + claim + lines[-3:])  # the command stays last

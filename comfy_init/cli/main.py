@@ -10,6 +10,8 @@ from comfy_init.cli.lazy import LazyGroup
     "run": "comfy_init.cli.run:run",
     "health": "comfy_init.cli.health:health",
     "registry": "comfy_init.cli.registry:registry",
+    "instance": "comfy_init.cli.instance:instance",
+    "compose": "comfy_init.cli.compose:compose",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

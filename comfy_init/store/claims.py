@@ -28,7 +28,7 @@ from comfy_init.errors import BusyError
 from comfy_init.problems import Problem
 from comfy_init.store import locks
 from comfy_init.store.clock import parse_utc, utc_now
-from comfy_init.store.hostid import identity
+from comfy_init.store.hostid import boot_id, identity
 
 WATCH_STEP = 0.1
 # How long a start waits for the record of a holder that has the lock but has not written it yet
@@ -297,3 +297,20 @@ def port_holder(registry, port, instance_id):
         if other != instance_id and record.get("port") == port:
             return other
     return None  # (instance_id None: any instance, ours included)
+
+
+# What a claim record says about its instance, as a person would put it.
+RUNNING_HERE, RUNNING_ELSEWHERE, STALE = "running here", "running on another host", "stale claim"
+
+
+def judge(layout, instance_id, record):
+    """RUNNING_HERE, RUNNING_ELSEWHERE or STALE for a claim record, by looking only: the lock on
+    this host (created by nobody), the heartbeat's age by the wall clock elsewhere. For display and
+    dry runs; `acquire` decides takeovers by its own rules."""
+    same_host = record.get("boot_id") == boot_id()
+    if same_host and record.get("holds_lock", True):
+        return RUNNING_HERE if locks.held_elsewhere(layout.lock_path(instance_id)) else STALE
+    renewed = parse_utc(record.get("renewed_at"))
+    if renewed is None or time.time() - renewed >= 2 * record.get("lease_seconds", 30):
+        return STALE
+    return RUNNING_HERE if same_host else RUNNING_ELSEWHERE

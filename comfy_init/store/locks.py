@@ -64,6 +64,25 @@ def try_lock(path):
         os.close(fd)
 
 
+def held_elsewhere(path):
+    """Whether another process holds the flock on `path` right now. Creates nothing: a missing lock
+    file is a free lock. For looking (instance list), never for deciding a claim."""
+    path = os.fspath(path)
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise io_failure(path, "cannot open the lock file", exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the flock we may just have taken
+    return False
+
+
 @contextlib.contextmanager
 def hold(path, timeout):
     """Hold the flock on `path` for the `with` block, waiting up to `timeout` seconds for it;

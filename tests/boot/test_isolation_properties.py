@@ -77,21 +77,26 @@ def make(path, kind, top):
 
 
 def outside_state(top):
-    """Everything outside the data root, but the two places a setting may ask for on purpose
-    (outside/inst, outside/shared: an instance or shared directory kept elsewhere)."""
+    """Everything outside the data root, but the places a setting may ask for on purpose
+    (outside/inst, outside/shared: an instance or shared directory kept elsewhere) and the data
+    root's own target when the data root itself is a link (a data directory on another disk)."""
+    own = {"inst", "shared"}
+    data = os.path.join(top, "data")
+    if os.path.islink(data) and os.path.realpath(data) == os.path.realpath(os.path.join(top, "outside", "dir")):
+        own.add("dir")
     kept = {path: entry for path, entry in snapshot(os.path.join(top, "outside")).items()
-            if path.split(os.sep)[0] not in ("inst", "shared") and path != "."}
+            if path.split(os.sep)[0] not in own and path != "."}
     return kept, sorted(os.listdir(top))
 
 
-def own_folders_resolve_inside(top, instance_dir):
+def own_folders_resolve_inside(top, instance_dir, shared_dir):
     root = os.path.realpath(instance_dir)
     other = os.path.realpath(os.path.join(top, "data", "instances", "a"))
     for name in ("custom_nodes", "user", "temp", "output"):
         real = os.path.realpath(os.path.join(instance_dir, name))
         if real == other or real.startswith(other + "/"):
             return False
-        if real.startswith(os.path.realpath(os.path.join(top, "data", "shared")) + "/"):
+        if real.startswith(os.path.realpath(shared_dir) + "/"):
             return False
     return os.path.isdir(root)
 
@@ -150,7 +155,8 @@ def test_isolation_promises_hold_on_any_tree(entries, chosen, nobody):
             assert after_shared.get(path, before)[2:4] == before[2:4], f"shared/{path} was chowned: {case}"
         if result.returncode == 0:
             instance_dir = env.get("COMFY_INSTANCE_DIRECTORY", os.path.join(top, "data", "instances", "b"))
-            assert own_folders_resolve_inside(top, instance_dir), case
+            shared_dir = env.get("COMFY_SHARED_DIRECTORY", os.path.join(top, "data", "shared"))
+            assert own_folders_resolve_inside(top, instance_dir, shared_dir), case
     finally:
         subprocess.run(["rm", "-rf", top], check=False)
 
