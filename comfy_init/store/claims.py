@@ -40,18 +40,21 @@ class ClaimHeld(BusyError):
     """Another live holder runs the instance. `record` is its registry record (None when only its
     lock is known)."""
 
-    def __init__(self, instance_id, record, lease, lock_path=None):
+    def __init__(self, instance_id, record, lease, lock_path=None, local_pid=None):
         self.instance_id = instance_id
         self.record = record
         self.lease = lease
+        self.local_pid = local_pid
         if record is None:
             problem = Problem(
-                "instance-held", f"instance {instance_id!r} is held: a live process on this host holds "
-                f"its lock, but wrote no claim record (was the registry reset while it ran?)",
+                "instance-held", f"instance {instance_id!r} is held: a live process on this host"
+                f"{f' (pid {local_pid})' if local_pid else ''} holds its lock, but wrote no claim record "
+                "(was the registry reset while it ran?)",
                 path=lock_path, fix="stop that comfy-init first (`fuser -v` on the lock file shows it)")
         else:
+            here = f"; it is pid {local_pid} as seen from here" if local_pid and local_pid != record["pid"] else ""
             problem = Problem(
-                "instance-held", f"instance {instance_id!r} is already running: held by {describe_holder(record)}",
+                "instance-held", f"instance {instance_id!r} is already running: held by {describe_holder(record)}{here}",
                 fix=f"stop that one first, or use another instance id. If it is stale: a holder on this host "
                     f"is released the moment its process is gone; one on another host is taken over once it "
                     f"has not renewed for {lease:g} s")
@@ -181,13 +184,14 @@ def acquire(registry, instance_id, *, port, listen, lease, clock=time.monotonic,
             if current is None and lock is None:
                 lock, current = _wait_for_lock_or_record(registry, instance_id, lock_path, clock, sleep)
                 if lock is None and current is None:
-                    raise ClaimHeld(instance_id, None, lease, lock_path)
+                    raise ClaimHeld(instance_id, None, lease, lock_path, locks.holder_pid(lock_path))
             if current is not None and not _holder_is_gone(current, me, lock):
+                local_pid = locks.holder_pid(lock_path) if lock is None else None
                 if _looks_fresh(current, lease):
-                    raise ClaimHeld(instance_id, current, lease)
+                    raise ClaimHeld(instance_id, current, lease, local_pid=local_pid)
                 latest = _watch_heartbeat(registry, instance_id, current, lease, clock, sleep, stop_requested)
                 if latest is not None:
-                    raise ClaimHeld(instance_id, latest, lease)
+                    raise ClaimHeld(instance_id, latest, lease, local_pid=local_pid)
             claim = _take(registry, instance_id, current, me, port, listen, lease, lock, lock_path)
             if claim is not None:
                 return claim

@@ -83,6 +83,25 @@ def held_elsewhere(path):
     return False
 
 
+def holder_pid(path):
+    """The pid, as this process sees it, of whoever holds the flock on `path`, from /proc/locks
+    (which the kernel shows in the reader's PID namespace: a container's PID 1 is its host pid
+    here); None when it cannot be told."""
+    try:
+        info = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4].isdigit():
+            pid = int(fields[4])
+            return pid if pid > 0 else None
+    return None
+
+
 @contextlib.contextmanager
 def hold(path, timeout):
     """Hold the flock on `path` for the `with` block, waiting up to `timeout` seconds for it;

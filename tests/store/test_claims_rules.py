@@ -126,3 +126,26 @@ def test_a_registry_reset_does_not_stop_a_holder_that_has_the_lock(setup):
     record = registry.load()["claims"]["core-1"]
     assert record["token"] == claim.record["token"] and record["generation"] == 2
     assert registry.load()["instances"]["core-1"]["claim_generation"] == 2
+
+
+def test_a_holder_in_another_pid_namespace_is_named_by_its_pid_as_seen_from_here(setup):
+    import os
+    import subprocess
+    import sys
+
+    config, registry = setup
+    plant(registry, pid=1, container_id="3f2a9c1d0e7b", host="3f2a9c1d0e7b")  # PID 1 of a container
+    lock_path = config.layout.lock_path("core-1")
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(60)"), lock_path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(claims.ClaimHeld) as caught:
+            acquire(registry, config, sleep=lambda _: None)
+        line = caught.value.lines()[0]
+        assert "container 3f2a9c1d0e7b), pid 1" in line and f"it is pid {holder.pid} as seen from here" in line
+    finally:
+        holder.kill()
+        holder.wait()
