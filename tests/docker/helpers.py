@@ -294,3 +294,39 @@ def compose_variables(images: dict[str, str], data: Path) -> dict[str, str]:
         "PGID": "",
         "CLI_ARGS": "",
     }
+
+
+def compose_files(project: str, files: Iterable[Path], *args: str, profiles: Iterable[str] = (),
+                  env: dict | None = None, timeout: float = 300,
+                  check: bool = True) -> subprocess.CompletedProcess:
+    """Run docker-compose (v1) on several compose files (`-f` each, in order) as project `project`:
+    the shipped file and the one `comfy-init compose` writes beside it."""
+    command = ["docker-compose"]
+    for path in files:
+        command += ["-f", str(path)]
+    command += ["-p", project]
+    for profile in profiles:
+        command += ["--profile", profile]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise DockerError(f"{' '.join(command + list(args))} exited {result.returncode}:\n"
+                          f"{result.stdout}{result.stderr}")
+    return result
+
+
+def project_containers(project: str) -> list[str]:
+    """Ids of every container (running or not) of compose project `project`."""
+    return docker("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+
+
+def free_host_port(start: int = 20000, stop: int = 30000, tries: int = 200) -> int:
+    """A host port in [start, stop) that nothing holds on any address (Docker publishes on
+    0.0.0.0), picked at random so that parallel runs rarely collide."""
+    import random
+
+    for _ in range(tries):
+        port = random.randrange(start, stop)
+        if not port_in_use(port):
+            return port
+    raise RuntimeError(f"no free port in {start}-{stop} after {tries} tries")
