@@ -466,8 +466,6 @@ def test_docker_compose_v1_accepts_it_beside_the_shipped_file(generated, compose
 YAML_LOOKALIKE_IDS = ["no", "on", "null", "123", "1e3"]
 
 
-@pytest.mark.xfail(strict=True, reason="comfy_init/ops/compose.py to_yaml writes mapping keys unquoted: "
-                   "the service `no` reads as False, `123` as 123 (docker-compose refuses the file)")
 def test_generated_service_names_stay_strings(tmp_path):
     from click.testing import CliRunner
 
@@ -482,3 +480,9 @@ def test_generated_service_names_stay_strings(tmp_path):
     services = load(tmp_path / "meta" / "compose.instances.yml")["services"]
     assert sorted(services, key=str) == sorted(YAML_LOOKALIKE_IDS)
     assert all(environment(services[i])["COMFY_INSTANCE_ID"] == i for i in YAML_LOOKALIKE_IDS)
+
+
+def test_the_names_instance_create_refuses_are_the_shipped_services(services):
+    from comfy_init.store.conflicts import SHIPPED_SERVICES
+
+    assert set(SHIPPED_SERVICES) == set(services)

@@ -6,7 +6,7 @@ Used beside the shipped file, which it does not repeat:
 
 Every service has the profile `instances` (so a plain `up` of the shipped profiles does not start
 them) and the same data mount as the shipped services. Written as plain YAML by `to_yaml`: every
-string double-quoted, so no value is ever read as a number, a boolean or a tag.
+string and key double-quoted, so nothing is ever read as a number, a boolean or a tag.
 """
 
 import json
@@ -62,6 +62,7 @@ def to_yaml(value, indent=0):
             return "{}\n"
         lines = []
         for key, item in value.items():
+            key = json.dumps(key)  # quoted: an instance called `no`, `on` or `123` stays a string
             if isinstance(item, (dict, list)) and item:
                 lines.append(f"{pad}{key}:\n{to_yaml(item, indent + 2)}")
             else:

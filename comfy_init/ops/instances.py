@@ -43,7 +43,7 @@ def create_instance(layout, instance_id, *, variant="core", port=None, gpus=(), 
 
 
 def _create(layout, instance_id, variant, port, gpus, share_gpu, template, adopt):
-    problems = conflicts.id_problems(instance_id)
+    problems = conflicts.id_problems(instance_id, creating=True)
     if variant == "cpu" and gpus:
         problems.append(Problem("usage", "a cpu instance gets no GPU", fix="leave out --gpu, or use --variant core"))
     if problems:
@@ -278,7 +278,7 @@ def _delete(layout, instance_id, keep_data):
                                     f"{describe_holder(claim)}", fix="stop it first"))
         moved = None if keep_data else _move_to_trash(layout, instance)
         with registry.transaction() as document:
-            document["instances"].pop(instance_id, None)
+            entry = document["instances"].pop(instance_id, None) or {}
             document["claims"].pop(instance_id, None)
     finally:
         lock.release()
@@ -289,8 +289,22 @@ def _delete(layout, instance_id, keep_data):
         lines = [f"deleted instance {instance_id!r} from the registry; its files stay in {instance.root}"]
     else:
         lines = [f"deleted instance {instance_id!r}: its directory is now {moved}",
-                 f"undo: mv {moved} {instance.root} && comfy-init instance create {instance_id} --adopt"]
+                 f"undo: mv {moved} {instance.root} && {_recreate_command(layout, instance_id, entry)}"]
     return Result("instance delete", {"id": instance_id, "trash": moved, "kept": keep_data}, lines)
+
+
+def _recreate_command(layout, instance_id, entry):
+    """The `instance create --adopt` that registers the instance again as it was configured."""
+    words = ["comfy-init", "instance", "create", instance_id, "--adopt"]
+    if entry.get("variant"):
+        words += ["--variant", entry["variant"]]
+    if entry.get("port"):
+        words += ["--port", str(entry["port"])]
+    if entry.get("gpus"):
+        words += ["--gpu", ",".join(entry["gpus"])]
+    if entry.get("share_gpu"):
+        words.append("--share-gpu")
+    return " ".join(words + ["--data", layout.data])
 
 
 def _move_to_trash(layout, instance):

@@ -8,11 +8,16 @@ on this host" as a function, so nothing here opens a socket.
 from comfy_init.layout import INSTANCE_ID_PATTERN, RESERVED_IDS
 from comfy_init.problems import Problem
 
-# The ports `instance create` picks from when none is given: the compose file's 8188-8192 and on.
-PORT_RANGE = (8188, 8287)
+# The ports `instance create` picks from when none is given: after the shipped compose file's
+# 8188-8192, so a created instance never takes the port of a shipped service.
+PORT_RANGE = (8193, 8292)
+# The services of the shipped compose/docker-compose.yml (checked by its tests). An instance of one
+# of these names would merge into the shipped service in `docker compose -f ... -f generated`.
+SHIPPED_SERVICES = ("core", "complete", "cpu", "core-1", "core-2", "complete-1", "cpu-1", "cpu-2", "comfy-init")
 
 
-def id_problems(instance_id):
+def id_problems(instance_id, creating=False):
+    """Why `instance_id` cannot be used (creating: also not a shipped compose service's name)."""
     if not INSTANCE_ID_PATTERN.match(instance_id or ""):
         return [Problem("usage", f"{instance_id!r} is not a valid instance id",
                         fix="use a DNS label: 1-63 lower-case letters, digits or '-', starting and ending "
@@ -20,6 +25,9 @@ def id_problems(instance_id):
     if instance_id in RESERVED_IDS:
         return [Problem("usage", f"{instance_id!r} is a reserved name ({', '.join(RESERVED_IDS)})",
                         fix="choose another id, e.g. core-3")]
+    if creating and instance_id in SHIPPED_SERVICES:
+        return [Problem("usage", f"{instance_id!r} is a service of the shipped compose file, which starts and "
+                        "configures it (its profile)", fix="choose another id, e.g. core-3")]
     return []
 
 

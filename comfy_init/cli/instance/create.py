@@ -19,7 +19,7 @@ def _gpu_list(_ctx, _param, value):
 @click.option("--variant", type=click.Choice(["core", "complete", "cpu"]), default="core", show_default=True,
               help="Which image runs it.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Its port (default: the next free one from 8188 to 8287).")
+              help="Its port (default: the next free one from 8193 to 8292).")
 @click.option("--gpu", "gpus", callback=_gpu_list, default=None, help="GPU id(s) to give it, e.g. 1 or 0,1.")
 @click.option("--share-gpu", is_flag=True, help="Its GPUs may also be given to other instances that share.")
 @click.option("--template", default=None, help="Name of a shared configuration template to record.")
