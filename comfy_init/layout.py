@@ -39,6 +39,8 @@ REGISTRY_NAME = "instance-registry.json"
 # which ComfyUI deletes on exit.
 SESSION_NAME = "comfy-init-session"
 DATABASE_NAME = "comfyui.db"
+# In every instance directory: the id it belongs to, so two ids can never share one directory.
+OWNER_NAME = ".comfy-init-instance"
 
 
 class InstancePaths:
@@ -67,6 +69,7 @@ class InstancePaths:
     venv = property(lambda self: self._join("venv"))
     database = property(lambda self: os.path.join(self.user, DATABASE_NAME))
     session_file = property(lambda self: os.path.join(self.user, SESSION_NAME))
+    owner_file = property(lambda self: self._join(OWNER_NAME))
 
     def folder(self, name):
         """One of COMPAT_FOLDERS (= OWN_FOLDERS + SHARED_LINKS) by name."""

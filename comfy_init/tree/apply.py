@@ -12,9 +12,9 @@ import os
 
 from comfy_init.errors import CannotCreateError, DataError, PermissionDeniedError
 from comfy_init.problems import Problem
-from comfy_init.store.files import unused_name
+from comfy_init.store.files import create_new, read_regular, unused_name
 from comfy_init.tree.paths import is_inside
-from comfy_init.tree.steps import DESCRIPTIONS, LINK, MKDIR, MOVE_ASIDE, RELINK, REPLACE_EMPTY_DIR
+from comfy_init.tree.steps import DESCRIPTIONS, LINK, MARK_OWNER, MKDIR, MOVE_ASIDE, RELINK, REPLACE_EMPTY_DIR
 
 
 def _changed(path, message):
@@ -68,9 +68,23 @@ def _apply(step):
                 raise _changed(step.path, "files appeared in this directory while preparing the tree") from None
             raise
         _make_new_link(step.path, step.target)
+    elif step.kind == MARK_OWNER:
+        _mark_owner(step.path, step.target)
     elif step.kind == MOVE_ASIDE:
         os.rename(step.path, unused_name(step.path + ".image-original"))
         _make_new_link(step.path, step.target)
+
+
+def _mark_owner(path, instance_id):
+    """O_EXCL: of two instances racing for one directory, one writes the mark; the other reads it."""
+    try:
+        create_new(path, f"{instance_id}\n".encode(), mode=0o644)
+    except FileExistsError:
+        found = read_regular(path)
+        if (found or b"").decode("utf-8", "replace").strip() != instance_id:
+            raise DataError(Problem(
+                "shared-folder", f"was just marked for another instance while preparing {instance_id!r}",
+                path=path, fix="two instances were started on one directory: give each its own")) from None
 
 
 def _make_directory(path):

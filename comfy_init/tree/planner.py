@@ -15,11 +15,12 @@ import errno
 import os
 import stat
 
-from comfy_init.errors import error_for
-from comfy_init.layout import COMPAT_FOLDERS, MODEL_FOLDERS, OWN_FOLDERS
+from comfy_init.errors import ComfyInitError, error_for
+from comfy_init.layout import COMPAT_FOLDERS, MODEL_FOLDERS, OWN_FOLDERS, OWNER_NAME
 from comfy_init.problems import Problem
+from comfy_init.store.files import read_regular
 from comfy_init.tree.paths import ALL_INSTANCES, instance_owner, is_inside, look, overlaps
-from comfy_init.tree.steps import LINK, MKDIR, OK, RELINK, REPLACE_EMPTY_DIR, Step
+from comfy_init.tree.steps import LINK, MARK_OWNER, MKDIR, OK, RELINK, REPLACE_EMPTY_DIR, Step
 
 _WHAT = ((stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -212,6 +213,55 @@ class Planner:
                              "would share one folder (and ComfyUI wipes temp at every start)",
                              "replace the link with a real directory of this instance")
 
+    def owner(self, instance):
+        """The instance directory names the one instance it belongs to (OWNER_NAME): a directory
+        marked for another id is refused, whatever path or link leads to it."""
+        if self._under_blocked(instance.root):
+            return
+        path = instance.owner_file
+        try:
+            found = read_regular(path)
+        except ComfyInitError:
+            found = b"?"  # a link, FIFO or directory there: not a mark comfy-init wrote
+        if found is None:
+            self.steps.append(Step(MARK_OWNER, path, instance.id))
+        elif found.decode("utf-8", "replace").strip() == instance.id:
+            self.steps.append(Step(OK, path))
+        else:
+            owner = found.decode("utf-8", "replace").strip()[:63] or "?"
+            self.problem("shared-folder", instance.root, f"belongs to instance {owner!r} (its {OWNER_NAME} says "
+                         f"so), not to {instance.id!r}: two instances would share one directory",
+                         f"give {instance.id!r} its own directory; if {owner!r} no longer exists and this is "
+                         f"intended, replace {path} with one holding {instance.id!r}")
+
+    def check_zones(self, layout, instance, multi):
+        """shared/ and meta/ (and their folders) may be links inside the data root, but must not
+        resolve into each other, into instances/ or into this instance; meta/'s folders stay in
+        meta/. Otherwise ComfyUI would write model folders into meta/, or lock files would live
+        where ComfyUI writes."""
+        real = os.path.realpath
+        shared, meta, instances, root = (real(layout.shared), real(layout.meta), real(layout.instances),
+                                         real(instance.root))
+        others = [("instances/", instances), ("this instance's directory", root)]
+        zones = []
+        if multi:
+            shared_paths = [layout.shared, layout.shared_models, layout.shared_input, layout.shared_workflows]
+            shared_paths += [layout.model_folder(name) for name in MODEL_FOLDERS]
+            zones += [(path, [("meta/", meta), *others], None) for path in shared_paths]
+            others = [("shared/", shared), *others]
+        zones.append((layout.meta, others, None))
+        zones += [(path, others, meta) for path in layout.meta_folders()]
+        for path, forbidden, home in zones:
+            if self._under_blocked(path) or not os.path.lexists(path):
+                continue
+            resolved = real(path)
+            clash = [name for name, other in forbidden if overlaps(resolved, other)]
+            if home is not None and not is_inside(resolved, home):
+                clash.append(f"somewhere outside {home}")
+            if clash:
+                self.problem("shared-folder", path, f"resolves to {resolved}, which overlaps {clash[0]}",
+                             "replace the link with a real directory (only instance folders may point elsewhere)")
+
     def check_writable(self):
         """Directories ComfyUI must write that it cannot, and parents that block a creation."""
         blocked = {}  # parent directory -> names that must be created in it
@@ -258,6 +308,7 @@ def plan_tree(layout, instance, *, multi):
         planner.link(instance.models, layout.shared_models)
         planner.link(instance.input, layout.shared_input)
         planner.check_own_folders(layout, instance)
+        planner.owner(instance)
     else:
         # The old layout is used as it is, links to other disks included: nothing in it is changed.
         planner.directory(instance.root, link_anywhere=True)
@@ -266,6 +317,7 @@ def plan_tree(layout, instance, *, multi):
     planner.directory(layout.meta, writable=True)
     for path in layout.meta_folders():
         planner.directory(path, writable=True)
+    planner.check_zones(layout, instance, multi)
     planner.check_writable()
     if planner.problems:
         raise error_for(*planner.problems)

@@ -7,6 +7,7 @@ LINK = "link"
 REPLACE_EMPTY_DIR = "replace-empty-dir"
 RELINK = "relink"
 MOVE_ASIDE = "move-aside"
+MARK_OWNER = "mark-owner"
 
 DESCRIPTIONS = {
     OK: "already in place",
@@ -15,6 +16,7 @@ DESCRIPTIONS = {
     REPLACE_EMPTY_DIR: "replace empty directory with link",
     RELINK: "rewrite link",
     MOVE_ASIDE: "move aside, then link",
+    MARK_OWNER: "write the instance's owner file",
 }
 
 

@@ -276,3 +276,31 @@ def test_a_newer_bak_is_named_as_the_newer_file(tmp_path):
         registry.recover("backup")
     assert caught.value.lines()[0].startswith(f"{registry.backup_path}: written by a newer comfy-init")
     assert open(registry.path).read() == "{broken"
+
+
+def test_two_instances_cannot_share_one_directory_outside_instances(env, tmp_path):
+    elsewhere = str(tmp_path / "elsewhere")
+    first = run(dict(env, COMFY_INSTANCE_ID="b", COMFY_INSTANCE_DIRECTORY=elsewhere, COMFY_PYTHON="/bin/true"))
+    assert first.returncode == 0, first.stderr
+    assert open(os.path.join(elsewhere, ".comfy-init-instance")).read() == "b\n"
+    second = refused(env, tmp_path, 65, "belongs to instance 'b'", COMFY_INSTANCE_ID="c",
+                     COMFY_INSTANCE_DIRECTORY=elsewhere, COMFY_PYTHON="/bin/true")
+    assert "not to 'c'" in second.stderr
+
+
+@pytest.mark.parametrize("where, target", [
+    ("shared/models", "../meta"),
+    ("shared/models/checkpoints", "../../instances/a/output"),
+    ("shared/input", "../instances/b"),
+    ("meta/locks", "../instances/b/user"),
+    ("meta/locks", "../shared/input"),
+    ("meta", "shared"),
+])
+def test_shared_and_meta_may_not_be_linked_into_each_other_or_an_instance(env, tmp_path, where, target):
+    path = os.path.join(env["COMFY_DATA_DIRECTORY"], where)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)
+    os.makedirs(os.path.join(os.path.dirname(path), target), exist_ok=True)
+    os.symlink(target, path)
+    refused(env, tmp_path, 65, f"{path}: resolves to", COMFY_PYTHON="/bin/true")
