@@ -16,9 +16,9 @@ def main(argv=None):
         from comfy_init.boot.main import run_main
 
         return run_main(argv[1:])
-    from comfy_init.cli.main import cli
+    from comfy_init.cli.main import main as cli_main
 
-    return cli.main(args=argv, prog_name="comfy-init", standalone_mode=True)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 OK = 0
 FAILED = 1
+BAD_OPTION = 2  # click's usage error: an unknown option, a bad option value
 USAGE = 64
 DATAERR = 65
 NOINPUT = 66

@@ -14,6 +14,7 @@ KINDS = {
     "bad-setting": (errors.CONFIG, "an environment variable or option has a bad value"),
     "settings-overlap": (errors.CONFIG, "two path settings resolve to overlapping trees"),
     "usage": (errors.USAGE, "a command was called with arguments it does not take"),
+    "bad-option": (errors.BAD_OPTION, "an option of a CLI command is unknown or has a bad value"),
     # the data tree
     "invalid-data": (errors.DATAERR, "the data tree holds something comfy-init must not touch"),
     "not-a-directory": (errors.DATAERR, "something other than a directory stands where one belongs"),
@@ -51,7 +52,7 @@ KINDS = {
 
 # When problems of several kinds are reported together, the exit code is the first of these that
 # any of them has: what the user must fix first (a setting) wins over what follows from it.
-EXIT_PRECEDENCE = (errors.CONFIG, errors.USAGE, errors.NOINPUT, errors.DATAERR, errors.NOPERM,
+EXIT_PRECEDENCE = (errors.CONFIG, errors.USAGE, errors.BAD_OPTION, errors.NOINPUT, errors.DATAERR, errors.NOPERM,
                    errors.CANTCREAT, errors.IOERR, errors.TEMPFAIL, errors.FAILED)
 
 
@@ -75,16 +76,17 @@ class Problem:
         return KINDS[self.kind][0]
 
     def line(self):
-        """The one line a person reads: `<path>: <message>; <fix>`."""
+        """The one line a person reads: `<path>: <message>; <fix>`. Control characters (a newline
+        in a path) are shown escaped: one problem is one line, and no value can forge another."""
         text = f"{self.path}: {self.message}" if self.path else self.message
-        return f"{text}; {self.fix}" if self.fix else text
+        return _one_line(f"{text}; {self.fix}" if self.fix else text)
 
     def lines(self):
         """`line()`, or, when there are details, the head, the details and `fix: ...` last."""
         if not self.details:
             return [self.line()]
         head = f"{self.path}: {self.message}" if self.path else self.message
-        return [head, *self.details, *([f"fix: {self.fix}"] if self.fix else [])]
+        return [_one_line(line) for line in (head, *self.details, *([f"fix: {self.fix}"] if self.fix else []))]
 
     def as_dict(self):
         return {"kind": self.kind, "path": self.path, "message": self.message, "fix": self.fix,
@@ -92,6 +94,12 @@ class Problem:
 
     def __repr__(self):
         return f"Problem({self.kind!r}, {self.line()!r})"
+
+
+def _one_line(text):
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def exit_code_of(problems):

@@ -57,3 +57,8 @@ def test_paths_that_are_not_utf8_never_crash_either_rendering():
     out = io.StringIO()
     render(result, stdout=out)
     assert "made /d/" in out.getvalue()
+
+
+def test_a_newline_in_a_value_never_makes_a_second_log_line():
+    problem = Problem("not-writable", "cannot be written", path="/d/a\nERROR: forged", fix="fix it")
+    assert problem.lines() == ["/d/a\\nERROR: forged: cannot be written; fix it"]

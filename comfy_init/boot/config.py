@@ -136,6 +136,9 @@ class _Reader:
         value = self.raw(name)
         if value is None:
             return default
+        if not value.isprintable():
+            self.fail(name, value, "must not hold control characters (a newline, a tab)", default or "/data")
+            return default
         if not os.path.isabs(value):
             self.fail(name, value, "must be an absolute path", default or "/data")
             return default
@@ -270,7 +273,8 @@ def _cli_args(env, multi, paths):
     source = f"CLI_ARGS={_shown(raw)}"
     env.problems.extend(owned_argument_problems(cli_args, source))
     if multi:
-        env.problems.extend(argument_path_problems(paths["layout"], paths["instance"], cli_args, source))
+        env.problems.extend(argument_path_problems(paths["layout"], paths["instance"], cli_args, source,
+                                                   paths["app_dir"]))
     return cli_args
 
 

@@ -101,13 +101,14 @@ def _shared_problems(layout, environ):
         "shared models would sit in an instance's folders, where ComfyUI deletes temp at every start", fix)
 
 
-def argument_path_problems(layout, instance, arguments, source):
+def argument_path_problems(layout, instance, arguments, source, app_dir):
     """ComfyUI path flags in CLI_ARGS (or after `--`) whose value reaches shared/, meta/, the data
     root, or another instance's directory. A value inside this instance, or outside the data tree,
-    is the user's business."""
+    is the user's business. Relative values are taken as ComfyUI takes them: from its working
+    directory, the checkout."""
     problems = []
     for flag, value, given in flag_values(arguments, PATH_FLAGS):
-        path = _flag_path(flag, value)
+        path = _flag_path(flag, value, app_dir)
         if path is None:
             continue
         why = _foreign_place(layout, instance, path)
@@ -118,14 +119,14 @@ def argument_path_problems(layout, instance, arguments, source):
     return problems
 
 
-def _flag_path(flag, value):
+def _flag_path(flag, value, app_dir):
     if not value:
         return None
     if flag == "--database-url":
         if not value.startswith("sqlite:///") or value.startswith("sqlite:///:memory:"):
             return None  # another database server, or no file at all
         value = value[len("sqlite:///"):].split("?", 1)[0]
-    return os.path.abspath(value)
+    return os.path.normpath(os.path.join(app_dir, value))
 
 
 def _foreign_place(layout, instance, path):

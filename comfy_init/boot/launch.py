@@ -11,7 +11,7 @@ from comfy_init import log
 from comfy_init.boot import privileges
 from comfy_init.boot.plan import RECOVER_VARIABLE, plan_steps, recover_advice
 from comfy_init.comfyui.endpoint import port_in_use, system_stats_url
-from comfy_init.errors import TEMPFAIL, BusyError
+from comfy_init.errors import TEMPFAIL, BusyError, DataError
 from comfy_init.pid1 import signals
 from comfy_init.pid1.supervisor import ChildSpec, Supervisor, become_subreaper
 from comfy_init.problems import Problem
@@ -90,8 +90,8 @@ def _recover_registry_if_asked(registry, config):
     try:
         registry.load()
         return  # a healthy registry is never reset, even when the variable stays set
-    except RegistryDamaged:
-        pass
+    except DataError:
+        pass  # damaged, or not a regular file at all: recover() keeps what stands there and refuses a newer one
     log.warning(registry.recover(config.registry_recover) + f"; unset {RECOVER_VARIABLE} once the start works")
 
 

@@ -75,7 +75,7 @@ def run_main(argv, environ=None):
         source = f"comfy-init run -- {' '.join(extra)}"
         problems = owned_argument_problems(extra, source)
         if config.multi_instance:
-            problems += argument_path_problems(config.layout, config.instance, extra, source)
+            problems += argument_path_problems(config.layout, config.instance, extra, source, config.app_dir)
         if problems:
             raise UsageError(*[Problem("usage", p.message, fix=p.fix) for p in problems])
         from comfy_init.boot.plan import dry_run, make_plan

@@ -79,7 +79,7 @@ def claim_now(config):
     from comfy_init.store import claims
     from comfy_init.store.registry import Registry
 
-    record = Registry(config.layout).load()["claims"].get(config.instance_id)
+    record = Registry(config.layout).check()["claims"].get(config.instance_id)
     return (None, None) if record is None else (claims.judge(config.layout, config.instance_id, record), record)
 
 

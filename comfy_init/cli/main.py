@@ -16,3 +16,26 @@ from comfy_init.cli.lazy import LazyGroup
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():
     """Run several ComfyUI instances safely on one shared data directory."""
+
+
+def main(argv):
+    """Run the CLI and return its exit code. A usage error of click (exit 2) is printed as click
+    prints it, or, when --json was asked for, as the one envelope like every other failure."""
+    from comfy_init.problems import Problem
+    from comfy_init.results import Result, render
+
+    try:
+        return cli.main(args=argv, prog_name="comfy-init", standalone_mode=False) or 0
+    except click.UsageError as error:
+        if "--json" not in argv:
+            error.show()
+            return error.exit_code
+        command = error.ctx.command_path.split(" ", 1)[-1] if error.ctx else "comfy-init"
+        problem = Problem("bad-option", error.format_message(), fix=f"see `{error.ctx.command_path if error.ctx else 'comfy-init'} --help`")
+        return render(Result(command, problems=[problem]), as_json=True)
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return 1

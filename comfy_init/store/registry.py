@@ -189,7 +189,12 @@ class Registry:
 
             # The damaged file was most likely written after the .bak, as revision .bak + 1; it
             # may say more. The new file gets a revision above all of these.
-            backup = read_regular(self.backup_path)
+            try:
+                backup = read_regular(self.backup_path)
+            except (DataError, IOFailure):
+                if mode == "backup":
+                    raise
+                backup = None  # a reset needs no .bak: a broken one only gives no revision to go above
             revision = max(0, _salvage_revision(data))
             if backup is not None:
                 revision = max(revision, _salvage_revision(backup) + 1)

@@ -138,3 +138,12 @@ def test_base_directory_must_be_the_instance_directory_in_multi_mode():
     assert caught.value.lines()[0].startswith("COMFY_BASE_DIRECTORY='/elsewhere': must be the instance directory")
     env["COMFY_BASE_DIRECTORY"] = "/data/instances/a"
     assert load_config(env).base_dir == "/data/instances/a"
+
+
+def test_path_settings_with_control_characters_are_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_config({"COMFY_MULTI_INSTANCE": "true", "COMFY_INSTANCE_ID": "b",
+                     "COMFY_SHARED_DIRECTORY": "/data/a\nERROR: fake"})
+    assert caught.value.lines() == [
+        "COMFY_SHARED_DIRECTORY='/data/a\\nERROR: fake': must not hold control characters (a newline, a tab); "
+        "e.g. COMFY_SHARED_DIRECTORY=/data/shared"]

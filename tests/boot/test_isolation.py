@@ -304,3 +304,21 @@ def test_shared_and_meta_may_not_be_linked_into_each_other_or_an_instance(env, t
     os.makedirs(os.path.join(os.path.dirname(path), target), exist_ok=True)
     os.symlink(target, path)
     refused(env, tmp_path, 65, f"{path}: resolves to", COMFY_PYTHON="/bin/true")
+
+
+def test_relative_cli_args_paths_are_judged_from_the_checkout(env, tmp_path):
+    checkout = tmp_path / "data" / "app"  # a checkout beside the instances: ../instances/a from it
+    subprocess.run(["cp", "-r", str(STANDIN_DIR), str(checkout)], check=True)
+    refused(env, tmp_path, 78, "inside the directory of instance 'a'", COMFY_APP_DIRECTORY=str(checkout),
+            CLI_ARGS="--temp-directory ../instances/a")
+
+
+def test_a_reset_needs_no_bak_and_the_variable_recovers_what_the_cli_recovers(env, tmp_path):
+    meta = os.path.join(env["COMFY_DATA_DIRECTORY"], "meta")
+    os.makedirs(meta)
+    os.mkfifo(os.path.join(meta, "instance-registry.json.bak"))
+    os.mkdir(os.path.join(meta, "instance-registry.json"))  # not a file at all
+    result = run(dict(env, COMFY_REGISTRY_RECOVER="reset", COMFY_PYTHON="/bin/true"))
+    assert result.returncode == 0, result.stderr
+    assert "reset" in result.stderr and any(name.startswith("instance-registry.json.corrupt-")
+                                            for name in os.listdir(meta))

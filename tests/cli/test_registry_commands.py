@@ -60,3 +60,23 @@ def test_an_error_escaping_a_command_is_one_envelope_naming_the_command(tmp_path
     assert result.exit_code == 65
     assert (envelope["command"], envelope["status"], envelope["problems"][0]["kind"]) == (
         "registry show", "failed", "invalid-data")
+
+
+def test_a_click_usage_error_with_json_is_an_envelope_too(capsys):
+    from comfy_init.cli.main import main
+
+    assert main(["registry", "show", "--json", "--bogus"]) == 2
+    envelope = json.loads(capsys.readouterr().out)
+    assert (envelope["command"], envelope["exit_code"], envelope["problems"][0]["kind"]) == (
+        "registry show", 2, "bad-option")
+    assert main(["registry", "show", "--bogus"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_a_data_directory_that_is_missing_or_not_a_directory_is_refused(tmp_path):
+    missing = invoke("registry", "show", "--data", str(tmp_path / "nope"), "--json")
+    assert missing.exit_code == 66 and json.loads(missing.output)["problems"][0]["kind"] == "missing-path"
+    (tmp_path / "file").write_text("x")
+    assert invoke("registry", "show", "--data", str(tmp_path / "file")).exit_code == 65
+    assert invoke("registry", "show", "--data", "").exit_code == 64
+    assert "no registry yet" in invoke("registry", "show", "--data", str(tmp_path)).output

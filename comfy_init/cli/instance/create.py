@@ -34,5 +34,5 @@ def create_command(instance_id, variant, port, gpus, share_gpu, template, adopt,
     """
     from comfy_init.ops.instances import create_instance
 
-    finish(create_instance(layout_for(data_dir), instance_id, variant=variant, port=port, gpus=gpus,
+    finish(create_instance(layout_for(data_dir, must_exist=False), instance_id, variant=variant, port=port, gpus=gpus,
                            share_gpu=share_gpu, template=template, adopt=adopt), as_json)
