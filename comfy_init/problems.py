@@ -96,10 +96,16 @@ class Problem:
         return f"Problem({self.kind!r}, {self.line()!r})"
 
 
+def is_control(character):
+    """C0 and C1 control characters and DEL: what can break a line or a terminal. (Bytes of a path
+    that are not UTF-8, seen as surrogate escapes, are not: the renderer escapes those.)"""
+    return ord(character) < 32 or 127 <= ord(character) < 160
+
+
 def _one_line(text):
-    if text.isprintable():
+    if not any(map(is_control, text)):
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return "".join(c.encode("unicode_escape").decode("ascii") if is_control(c) else c for c in text)
 
 
 def exit_code_of(problems):

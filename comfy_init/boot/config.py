@@ -18,7 +18,7 @@ from comfy_init.boot.isolation import argument_path_problems, setting_overlap_pr
 from comfy_init.comfyui.command import owned_argument_problems
 from comfy_init.errors import ConfigError
 from comfy_init.layout import COMPAT_INSTANCE_ID, INSTANCE_ID_PATTERN, Layout
-from comfy_init.problems import Problem
+from comfy_init.problems import Problem, is_control
 
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -136,7 +136,7 @@ class _Reader:
         value = self.raw(name)
         if value is None:
             return default
-        if not value.isprintable():
+        if any(map(is_control, value)):
             self.fail(name, value, "must not hold control characters (a newline, a tab)", default or "/data")
             return default
         if not os.path.isabs(value):

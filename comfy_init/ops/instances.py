@@ -273,7 +273,7 @@ def _delete(layout, instance_id, keep_data):
                                 fix="stop its container first"))
     try:
         claim = registry.load()["claims"].get(instance_id)
-        if claim is not None and claims.judge(layout, instance_id, claim) != STALE:
+        if claim is not None and claims.judge(layout, instance_id, claim, holding_lock=True) != STALE:
             raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
                                     f"{describe_holder(claim)}", fix="stop it first"))
         moved = None if keep_data else _move_to_trash(layout, instance)

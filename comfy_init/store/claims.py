@@ -307,12 +307,15 @@ def port_holder(registry, port, instance_id):
 RUNNING_HERE, RUNNING_ELSEWHERE, STALE = "running here", "running on another host", "stale claim"
 
 
-def judge(layout, instance_id, record):
+def judge(layout, instance_id, record, holding_lock=False):
     """RUNNING_HERE, RUNNING_ELSEWHERE or STALE for a claim record, by looking only: the lock on
     this host (created by nobody), the heartbeat's age by the wall clock elsewhere. For display and
-    dry runs; `acquire` decides takeovers by its own rules."""
+    dry runs, and for commands that hold the instance's lock themselves (`holding_lock`: a holder
+    on this host is then gone); `acquire` decides takeovers by its own rules."""
     same_host = record.get("boot_id") == boot_id()
     if same_host and record.get("holds_lock", True):
+        if holding_lock:
+            return STALE
         return RUNNING_HERE if locks.held_elsewhere(layout.lock_path(instance_id)) else STALE
     renewed = parse_utc(record.get("renewed_at"))
     if renewed is None or time.time() - renewed >= 2 * record.get("lease_seconds", 30):

@@ -187,17 +187,7 @@ class Registry:
             else:
                 return f"{self.path} is valid (revision {current['revision']}): nothing to recover"
 
-            # The damaged file was most likely written after the .bak, as revision .bak + 1; it
-            # may say more. The new file gets a revision above all of these.
-            try:
-                backup = read_regular(self.backup_path)
-            except (DataError, IOFailure):
-                if mode == "backup":
-                    raise
-                backup = None  # a reset needs no .bak: a broken one only gives no revision to go above
-            revision = max(0, _salvage_revision(data))
-            if backup is not None:
-                revision = max(revision, _salvage_revision(backup) + 1)
+            revision = self._revision_above(data, mode)
             if mode == "backup":
                 document = self._valid_backup_or_raise()
                 restored_from = document["revision"]
@@ -216,6 +206,20 @@ class Registry:
                     f" revision {document['revision']}; the bad file is kept as {kept_name}")
         return (f"reset {self.path} to an empty registry (revision {document['revision']});"
                 f" the bad file is kept as {kept_name}")
+
+    def _revision_above(self, data, mode):
+        """The highest revision a recovery must go above. The damaged file was most likely written
+        after the .bak, as revision .bak + 1; it may say more."""
+        try:
+            backup = read_regular(self.backup_path)
+        except (DataError, IOFailure):
+            if mode == "backup":
+                raise
+            backup = None  # a reset needs no .bak: a broken one only gives no revision to go above
+        revision = max(0, _salvage_revision(data))
+        if backup is not None:
+            revision = max(revision, _salvage_revision(backup) + 1)
+        return revision
 
     # -- reading ------------------------------------------------------------------------------
 

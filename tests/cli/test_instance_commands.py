@@ -216,3 +216,20 @@ def test_the_undo_line_of_a_delete_recreates_the_instance_as_it_was(tmp_path):
     assert CliRunner().invoke(cli, words[1:]).exit_code == 0
     entry = registry(tmp_path)["instances"]["g-1"]
     assert (entry["variant"], entry["port"], entry["gpus"]) == ("core", port, ["1"])
+
+
+def test_delete_of_an_instance_whose_holder_died_on_this_host_goes_ahead(tmp_path):
+    from comfy_init.store.clock import utc_now
+    from comfy_init.store.hostid import boot_id
+
+    assert invoke(tmp_path, "instance", "create", "core-5").exit_code == 0
+    with Registry(Layout(str(tmp_path))).transaction() as document:  # a holder killed with -9
+        document["claims"]["core-5"] = {
+            "generation": 1, "token": "t", "host": "h", "boot_id": boot_id(), "container_id": None, "pid": 99999,
+            "since": utc_now(), "renewed_at": utc_now(), "heartbeat": 0, "lease_seconds": 30, "port": 8188,
+            "listen": "0.0.0.0"}
+    rows = envelope(tmp_path, "instance", "list")["data"]["instances"]
+    assert rows[0]["state"] == "stale claim"
+    result = invoke(tmp_path, "instance", "delete", "core-5", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "core-5" not in registry(tmp_path)["claims"]
