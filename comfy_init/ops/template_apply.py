@@ -14,6 +14,7 @@ import secrets
 from comfy_init.errors import BusyError, ComfyInitError, UsageError, error_for
 from comfy_init.layout import before_template_name
 from comfy_init.ops import git
+from comfy_init.ops.compose import write_compose
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks, templates
@@ -68,6 +69,8 @@ def _apply(layout, name, instance_id, nodes, command):
         _record(registry, instance_id, name, document["cli_args"])
     finally:
         lock.release()
+    if document["cli_args"]:
+        write_compose(layout)  # its service now passes them as CLI_ARGS
     data = {"name": name, "id": instance_id, "files": written, "nodes": node_rows,
             "requirements": {n["name"]: n["requirements"] for n in document["nodes"] if n["requirements"]},
             "cli_args": document["cli_args"]}
