@@ -21,14 +21,17 @@ from comfy_init.store.files import read_regular
 _SECRET_PARTS = ("token", "secret", "password", "passwd", "api_key", "apikey", "auth", "credential")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _INI_KEY = re.compile(r"^\s*([^=:\s;#\[][^=:]*?)\s*[=:]")
+_COMBO_SETTINGS = ("Comfy.Keybinding.",)
 _URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@\s]+)@")
 
 
-def is_secret_key(name):
+def is_secret_key(name, combos=False):
+    """Whether a setting named `name` holds a secret. In key combinations (`combos`: the
+    keybindings file, `Comfy.Keybinding.*` settings) `key` names a keyboard key, not a credential."""
     lowered = name.lower()
     if any(part in lowered for part in _SECRET_PARTS):
         return True
-    return any(word.lower() == "key" for word in _WORDS.findall(name))
+    return not combos and any(word.lower() == "key" for word in _WORDS.findall(name))
 
 
 # -- settings files ----------------------------------------------------------------------------
@@ -42,24 +45,24 @@ def scrub_json(relative, data):
         raise DataError(Problem("invalid-data", f"is not valid JSON ({error}), so it cannot be captured",
                                 path=relative, fix="fix or remove the file in the instance, then try again")) from None
     removed = []
-    cleaned = _drop_secrets(document, "", removed)
+    cleaned = _drop_secrets(document, "", removed, combos=relative.endswith("keybindings.json"))
     if not removed:
         return data, []
     return (json.dumps(cleaned, indent=4, ensure_ascii=False) + "\n").encode("utf-8"), removed
 
 
-def _drop_secrets(value, where, removed):
+def _drop_secrets(value, where, removed, combos):
     if isinstance(value, dict):
         kept = {}
         for key, item in value.items():
             path = f"{where}/{key}" if where else key
-            if is_secret_key(key):
+            if is_secret_key(key, combos):
                 removed.append(path)
             else:
-                kept[key] = _drop_secrets(item, path, removed)
+                kept[key] = _drop_secrets(item, path, removed, combos or key.startswith(_COMBO_SETTINGS))
         return kept
     if isinstance(value, list):
-        return [_drop_secrets(item, f"{where}[{index}]", removed) for index, item in enumerate(value)]
+        return [_drop_secrets(item, f"{where}[{index}]", removed, combos) for index, item in enumerate(value)]
     if isinstance(value, str):
         text, had = scrub_url_text(value)
         if had:
