@@ -15,6 +15,7 @@ from comfy_init.errors import BusyError, ComfyInitError, UsageError, error_for
 from comfy_init.layout import before_template_name
 from comfy_init.ops import git
 from comfy_init.ops.compose import write_compose
+from comfy_init.ops.template_capture import keep_own_secrets
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks, templates
@@ -94,17 +95,20 @@ def _check_targets(instance, files):
 def _write_file(instance, relative, data):
     target = instance.template_target(relative)
     existing = read_regular(target)
+    kept = []
+    if existing is not None:
+        data, kept = keep_own_secrets(relative, existing, data)
     if existing == data:
-        return {"path": relative, "action": "unchanged", "backup": None}
+        return {"path": relative, "action": "unchanged", "backup": None, "kept_secrets": kept}
     parent = os.path.dirname(target)
     created = _make_parents(parent)
     if existing is None:
         write_atomic(target, data)
         _give_like(instance.user, [*created, target])
-        return {"path": relative, "action": "written", "backup": None}
+        return {"path": relative, "action": "written", "backup": None, "kept_secrets": kept}
     backup = unused_name(before_template_name(target, utc_stamp()))
     write_atomic(target, data, backup=backup)
-    return {"path": relative, "action": "replaced", "backup": backup}
+    return {"path": relative, "action": "replaced", "backup": backup, "kept_secrets": kept}
 
 
 def _make_parents(directory):
@@ -202,7 +206,8 @@ def _lines(name, instance_id, data):
     lines = [f"applied template {name!r} to instance {instance_id!r}"]
     for row in data["files"]:
         backup = f" (the old one is kept as {row['backup']})" if row["backup"] else ""
-        lines.append(f"  {row['path']}: {row['action']}{backup}")
+        own = f"; the instance's own {', '.join(row['kept_secrets'])} kept" if row["kept_secrets"] else ""
+        lines.append(f"  {row['path']}: {row['action']}{backup}{own}")
     for row in data["nodes"]:
         lines.append(f"  custom_nodes/{row['name']}: {row['action']}" + (f" ({row['reason']})" if row["reason"] else ""))
     if data["requirements"]:

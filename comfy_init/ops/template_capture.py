@@ -189,3 +189,75 @@ def _read_quietly(path):
         return read_regular(path)
     except ComfyInitError:
         return None
+
+
+# -- keeping a target's own secrets at apply -------------------------------------------------------
+
+def keep_own_secrets(relative, existing, new):
+    """(`new` with the secrets `existing` holds and `new` lacks put back, [their keys]): a template
+    carries no secrets, so applying it keeps the instance's own (top-level JSON keys; INI lines, in
+    their section). `new` unchanged when `existing` does not parse."""
+    if relative.endswith(".json"):
+        return _keep_json_secrets(existing, new)
+    return _keep_ini_secrets(existing, new)
+
+
+def _keep_json_secrets(existing, new):
+    try:
+        old, document = json.loads(existing.decode("utf-8")), json.loads(new.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return new, []
+    if not isinstance(old, dict) or not isinstance(document, dict):
+        return new, []
+    kept = [key for key in old if is_secret_key(key) and key not in document]
+    if not kept:
+        return new, []
+    document.update({key: old[key] for key in kept})
+    return (json.dumps(document, indent=4, ensure_ascii=False) + "\n").encode("utf-8"), kept
+
+
+def _ini_secret_lines(data):
+    """{section: [(key, line)]} for the secret lines of an INI file (with continuation lines)."""
+    found, section, current = {}, "", None
+    for line in data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True):
+        stripped = line.strip()
+        if current is not None and line[:1] in (" ", "\t") and stripped:
+            current[1].append(line)
+            continue
+        current = None
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+        match = _INI_KEY.match(line)
+        if match and not stripped.startswith(("#", ";")) and is_secret_key(match.group(1)):
+            current = (match.group(1), [line if line.endswith("\n") else line + "\n"])
+            found.setdefault(section, []).append(current)
+    return found
+
+
+def _keep_ini_secrets(existing, new):
+    wanted = _ini_secret_lines(existing)
+    present = {(section, key) for section, rows in _ini_secret_lines(new).items() for key, _ in rows}
+    out, section, kept = [], "", []
+
+    def put_back(name):
+        for key, lines in wanted.pop(name, []):
+            if (name, key) not in present:
+                out.extend(lines)
+                kept.append(f"[{name}] {key}" if name else key)
+
+    text = new.decode("utf-8", errors="surrogateescape")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    put_back("")
+    for line in lines:
+        out.append(line)
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+            put_back(section)
+    for name in list(wanted):
+        if any((name, key) not in present for key, _ in wanted[name]):
+            out.append(f"[{name}]\n")
+        put_back(name)
+    return "".join(out).encode("utf-8", errors="surrogateescape"), kept

@@ -324,3 +324,20 @@ def test_every_template_command_shows_an_example_in_its_help():
     for name in ("create", "list", "show", "apply", "delete"):
         output = CliRunner().invoke(cli, ["template", name, "--help"]).output
         assert "Example:" in output and "--data" in output and "--json" in output, name
+
+
+def test_apply_keeps_the_target_instances_own_secrets(source):
+    data, _ = source
+    assert invoke(data, "instance", "create", "dst-1").exit_code == 0
+    user = instance_dir(data, "dst-1") / "user"
+    (user / "default").mkdir(parents=True)
+    (user / "default" / "comfy.settings.json").write_text('{"CivitAI.ApiKey": "mine-1", "Comfy.ColorPalette": "dark"}')
+    (user / "__manager").mkdir()
+    (user / "__manager" / "config.ini").write_text("[default]\ngithub_token = mine-2\npreview_method = none\n")
+    assert invoke(data, "template", "create", "t", "--from", "src-1").exit_code == 0
+    files = {r["path"]: r for r in envelope(data, "template", "apply", "t", "dst-1", "--yes")["data"]["files"]}
+    settings = json.loads((user / "default" / "comfy.settings.json").read_text())
+    assert settings["CivitAI.ApiKey"] == "mine-1" and settings["Comfy.ColorPalette"] == "light"
+    assert files["user/default/comfy.settings.json"]["kept_secrets"] == ["CivitAI.ApiKey"]
+    assert (user / "__manager" / "config.ini").read_text() == (
+        "[default]\ngithub_token = mine-2\npreview_method = auto\n; a comment stays\nsecurity_level = normal\n")

@@ -57,3 +57,14 @@ def test_urls_lose_their_credentials():
 def test_the_schema_allows_exactly_the_files_a_template_captures():
     schema = json.loads(resources.files("comfy_init.store").joinpath("template.schema.json").read_text())
     assert tuple(schema["properties"]["files"]["items"]["enum"]) == TEMPLATE_CAPTURED
+
+
+def test_an_instances_own_secrets_are_put_back_in_their_section():
+    from comfy_init.ops.template_capture import keep_own_secrets
+
+    existing = b"top_token = t0\n[default]\ngithub_token = abc\n  continued\nx = 1\n[extra]\napi_key = k\n"
+    merged, kept = keep_own_secrets("user/__manager/config.ini", existing, b"[default]\nx = 2")
+    assert merged == b"top_token = t0\n[default]\ngithub_token = abc\n  continued\nx = 2\n[extra]\napi_key = k\n"
+    assert kept == ["top_token", "[default] github_token", "[extra] api_key"]
+    assert keep_own_secrets("user/__manager/config.ini", existing, existing) == (existing, [])
+    assert keep_own_secrets("s.json", b"not json", b'{"a": 1}') == (b'{"a": 1}', [])
