@@ -341,3 +341,17 @@ def test_apply_keeps_the_target_instances_own_secrets(source):
     assert files["user/default/comfy.settings.json"]["kept_secrets"] == ["CivitAI.ApiKey"]
     assert (user / "__manager" / "config.ini").read_text() == (
         "[default]\ngithub_token = mine-2\npreview_method = auto\n; a comment stays\nsecurity_level = normal\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files away")
+def test_as_root_what_apply_creates_goes_to_the_instances_user(source):
+    data, _ = source
+    assert invoke(data, "instance", "create", "dst-1").exit_code == 0
+    root = instance_dir(data, "dst-1")
+    os.chown(root / "user", 4321, 4321)
+    os.chown(root / "custom_nodes", 4321, 4321)
+    assert invoke(data, "template", "create", "t", "--from", "src-1").exit_code == 0
+    assert invoke(data, "template", "apply", "t", "dst-1", "--nodes", "clone", "--yes").exit_code == 0
+    for path in (root / "user" / "default", root / "user" / "default" / "comfy.settings.json",
+                 root / "custom_nodes" / "node-git", root / "custom_nodes" / "node-git" / "version.txt"):
+        assert (os.lstat(path).st_uid, os.lstat(path).st_gid) == (4321, 4321), path
