@@ -355,3 +355,26 @@ def test_as_root_what_apply_creates_goes_to_the_instances_user(source):
     for path in (root / "user" / "default", root / "user" / "default" / "comfy.settings.json",
                  root / "custom_nodes" / "node-git", root / "custom_nodes" / "node-git" / "version.txt"):
         assert (os.lstat(path).st_uid, os.lstat(path).st_gid) == (4321, 4321), path
+
+
+def test_apply_refuses_a_settings_folder_that_leads_out_of_the_instance(source, tmp_path):
+    data, _ = source
+    assert invoke(data, "instance", "create", "dst-1").exit_code == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (instance_dir(data, "dst-1") / "user" / "default").symlink_to(outside)
+    assert invoke(data, "template", "create", "t", "--from", "src-1").exit_code == 0
+    assert kind(envelope(data, "template", "apply", "t", "dst-1", "--yes")) == (65, "escapes-root")
+    assert list(outside.iterdir()) == [] and not (instance_dir(data, "dst-1") / "user" / "__manager").exists()
+
+
+def test_instance_create_reports_a_template_that_fails_to_apply_and_keeps_the_instance(source, tmp_path):
+    import shutil
+
+    data, _ = source
+    assert invoke(data, "template", "create", "t", "--from", "src-1").exit_code == 0
+    shutil.rmtree(tmp_path / "remotes" / "node-git")
+    document = envelope(data, "instance", "create", "new-1", "--template", "t", "--nodes", "clone")
+    assert kind(document) == (1, "node-clone-failed")
+    assert document["data"]["id"] == "new-1" and instance_dir(data, "new-1").is_dir()
+    assert Registry(Layout(str(data))).load()["instances"]["new-1"]["template"] == "t"
