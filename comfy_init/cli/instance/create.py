@@ -33,6 +33,7 @@ def create_command(instance_id, variant, port, gpus, share_gpu, template, templa
 
     \b
     Example:  comfy-init instance create core-3 --gpu 1 --data /srv/comfy
+              comfy-init instance create core-4 --template studio --nodes clone
     """
     from comfy_init.ops.instances import create_instance
 
