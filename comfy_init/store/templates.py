@@ -11,6 +11,7 @@ with jsonschema: templates are a management-CLI matter, never read by `comfy-ini
 
 import json
 import os
+import re
 import secrets
 import shutil
 
@@ -25,6 +26,7 @@ TEMPLATE_VERSION = 1
 LOCK_TIMEOUT = 10.0
 _SCHEMA_RESOURCE = "template.schema.json"
 _validator_cache = None
+_BUILDING = re.compile(r"\A\.[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.building-[0-9a-f]+\Z")
 
 
 def name_problems(name):
@@ -119,6 +121,7 @@ def write_template(layout, document, files):
                        [f"  {e.message}" for e in problems])
     os.makedirs(layout.shared_configs, exist_ok=True)
     with locks.hold(layout.templates_lock, LOCK_TIMEOUT):
+        _remove_stale_building(layout)
         final = layout.template_dir(name)
         if os.path.lexists(final):
             raise exists_error(layout, name)
@@ -133,6 +136,14 @@ def write_template(layout, document, files):
             if os.path.isdir(building):
                 shutil.rmtree(building, ignore_errors=True)  # our own half-built folder, never a template
     return final
+
+
+def _remove_stale_building(layout):
+    """Half-built folders of creators that died: every creator builds only while holding the
+    templates lock, so while we hold it, any such folder is a dead one's."""
+    for entry in os.scandir(layout.shared_configs):
+        if _BUILDING.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _fill(layout, building, document, files):

@@ -57,3 +57,11 @@ def test_a_template_in_the_wrong_folder_or_missing_a_file_is_damaged(tmp_path):
     with pytest.raises(ComfyInitError) as raised:
         templates.read_template_file(layout, "u", "user/default/comfy.settings.json")
     assert raised.value.exit_code == 65
+
+
+def test_a_dead_creators_half_built_folder_is_removed_by_the_next_create(tmp_path):
+    layout = Layout(str(tmp_path))
+    os.makedirs(layout.template_building_dir("t", "dead0001"))
+    (tmp_path / "meta" / "shared-configs" / ".t.building-dead0001" / "template.json").write_text("{")
+    templates.write_template(layout, document("u"), {"user/default/comfy.settings.json": b"{}"})
+    assert sorted(os.listdir(layout.shared_configs)) == [".lock", "u"]
