@@ -378,3 +378,26 @@ def test_instance_create_reports_a_template_that_fails_to_apply_and_keeps_the_in
     assert kind(document) == (1, "node-clone-failed")
     assert document["data"]["id"] == "new-1" and instance_dir(data, "new-1").is_dir()
     assert Registry(Layout(str(data))).load()["instances"]["new-1"]["template"] == "t"
+
+
+def _claim(data, instance_id, boot):
+    from comfy_init.store.clock import utc_now
+
+    with Registry(Layout(str(data))).transaction() as document:
+        document["claims"][instance_id] = {
+            "generation": 1, "token": "t", "host": "box", "boot_id": boot, "container_id": None, "pid": 7,
+            "since": utc_now(), "renewed_at": utc_now(), "heartbeat": 1, "lease_seconds": 30, "port": 9000,
+            "listen": "0.0.0.0"}
+
+
+def test_apply_goes_ahead_over_a_dead_local_claim_and_is_refused_by_a_live_remote_one(source):
+    from comfy_init.store.hostid import boot_id
+
+    data, _ = source
+    assert invoke(data, "instance", "create", "dst-1").exit_code == 0
+    assert invoke(data, "template", "create", "t", "--from", "src-1").exit_code == 0
+    _claim(data, "dst-1", boot_id())  # this host, lock free: its holder died without releasing
+    assert envelope(data, "template", "apply", "t", "dst-1", "--yes")["exit_code"] == 0
+    _claim(data, "dst-1", "another-host")  # renewed just now elsewhere: running there
+    document = envelope(data, "template", "apply", "t", "dst-1", "--yes")
+    assert kind(document) == (75, "instance-held") and "box" in document["problems"][0]["message"]
