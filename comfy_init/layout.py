@@ -33,6 +33,15 @@ COMPAT_INSTANCE_ID = "comfy"
 INSTANCE_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Names an instance may not have: compatibility mode's claim, and the compose tools service.
 RESERVED_IDS = (COMPAT_INSTANCE_ID, "comfy-init")
+# Template names (folders under meta/shared-configs/): no slash, no leading dot (the lock is `.lock`).
+TEMPLATE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TEMPLATE_FILE = "template.json"
+# The instance files a template captures and applies, relative to the instance directory: settings,
+# keybindings, and ComfyUI-Manager's config (the 4.x place first, then the older one).
+TEMPLATE_SETTINGS = "user/default/comfy.settings.json"
+TEMPLATE_KEYBINDINGS = "user/default/comfy.keybindings.json"
+TEMPLATE_MANAGER_CONFIGS = ("user/__manager/config.ini", "user/default/ComfyUI-Manager/config.ini")
+TEMPLATE_CAPTURED = (TEMPLATE_SETTINGS, TEMPLATE_KEYBINDINGS) + TEMPLATE_MANAGER_CONFIGS
 
 REGISTRY_NAME = "instance-registry.json"
 # In the instance's own user folder: written by ComfyUI-Manager as ComfyUI's user, and not in temp,
@@ -41,6 +50,11 @@ SESSION_NAME = "comfy-init-session"
 DATABASE_NAME = "comfyui.db"
 # In every instance directory: the id it belongs to, so two ids can never share one directory.
 OWNER_NAME = ".comfy-init-instance"
+
+
+def before_template_name(path, stamp):
+    """The name a file replaced by `template apply` is kept under: <path>.before-template-<UTC>."""
+    return f"{path}.before-template-{stamp}"
 
 
 class InstancePaths:
@@ -70,6 +84,22 @@ class InstancePaths:
     database = property(lambda self: os.path.join(self.user, DATABASE_NAME))
     session_file = property(lambda self: os.path.join(self.user, SESSION_NAME))
     owner_file = property(lambda self: self._join(OWNER_NAME))
+
+    def template_target(self, relative):
+        """Where a template file (one of TEMPLATE_CAPTURED) lives in this instance."""
+        if relative not in TEMPLATE_CAPTURED:
+            raise ValueError(f"not a template file: {relative!r}")
+        return os.path.join(self.root, *relative.split("/"))
+
+    def custom_node(self, name):
+        """custom_nodes/<name>: one custom node's folder (a plain name, no slash)."""
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise ValueError(f"not a custom node folder name: {name!r}")
+        return os.path.join(self.custom_nodes, name)
+
+    def node_clone_dir(self, name, token):
+        """Where `template apply` clones a node before renaming it to custom_nodes/<name>."""
+        return os.path.join(self.custom_nodes, f".{name}.cloning-{token}")
 
     def folder(self, name):
         """One of COMPAT_FOLDERS (= OWN_FOLDERS + SHARED_LINKS) by name."""
@@ -141,6 +171,33 @@ class Layout:
 
     def template_dir(self, name):
         return os.path.join(self.shared_configs, name)
+
+    def template_manifest(self, name):
+        """meta/shared-configs/<name>/template.json: what the template holds (versioned)."""
+        return self.manifest_in(self.template_dir(name))
+
+    @staticmethod
+    def manifest_in(template_dir):
+        """template.json in a template folder (the final one or the one being built)."""
+        return os.path.join(template_dir, TEMPLATE_FILE)
+
+    def template_file(self, template_dir, relative):
+        """A captured instance file (one of TEMPLATE_CAPTURED) inside a template folder (the final
+        one or the one being built): <template>/files/<relative>."""
+        if relative not in TEMPLATE_CAPTURED:
+            raise ValueError(f"not a template file: {relative!r}")
+        return os.path.join(template_dir, "files", *relative.split("/"))
+
+    # Taken while a template is created or deleted; a dot name is never a template name.
+    templates_lock = property(lambda self: os.path.join(self.shared_configs, ".lock"))
+
+    def template_building_dir(self, name, token):
+        """Where `template create` assembles a template before renaming it into place."""
+        return os.path.join(self.shared_configs, f".{name}.building-{token}")
+
+    def trash_entry(self, name):
+        """meta/trash/<name>: where a deleted instance or template is moved."""
+        return os.path.join(self.trash, name)
 
     def __repr__(self):
         return f"Layout({self.data!r})"

@@ -45,6 +45,11 @@ KINDS = {
     "port-conflict": (errors.DATAERR, "the port is configured for another instance"),
     "gpu-conflict": (errors.DATAERR, "the GPU is given to another instance"),
     "no-free-port": (errors.TEMPFAIL, "every port of the range is configured or in use"),
+    # templates (meta/shared-configs/<name>)
+    "unknown-template": (errors.NOINPUT, "no template of that name exists"),
+    "template-exists": (errors.DATAERR, "a template of that name already exists"),
+    "template-damaged": (errors.DATAERR, "a template's template.json does not parse, breaks its schema or is newer"),
+    "node-clone-failed": (errors.FAILED, "a custom node could not be cloned from its recorded remote"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

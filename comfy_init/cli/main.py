@@ -11,6 +11,7 @@ from comfy_init.cli.lazy import LazyGroup
     "health": "comfy_init.cli.health:health",
     "registry": "comfy_init.cli.registry:registry",
     "instance": "comfy_init.cli.instance:instance",
+    "template": "comfy_init.cli.template:template",
     "compose": "comfy_init.cli.compose:compose",
 })
 @click.version_option(__version__, prog_name="comfy-init")

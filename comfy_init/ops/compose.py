@@ -10,6 +10,7 @@ string and key double-quoted, so nothing is ever read as a number, a boolean or 
 """
 
 import json
+import shlex
 
 from comfy_init.results import Result
 from comfy_init.store.files import write_atomic
@@ -29,6 +30,9 @@ def service_for(instance_id, entry):
                    "COMFY_STOP_TIMEOUT": "8", "PUID": "${PUID:-}", "PGID": "${PGID:-}", "CLI_ARGS": "${CLI_ARGS:-}"}
     if variant == "cpu":
         environment["COMFY_DEVICE"] = "cpu"
+    if entry.get("cli_args"):
+        # Recorded by `template apply`; `$$` is Compose's literal dollar sign.
+        environment["CLI_ARGS"] = shlex.join(entry["cli_args"]).replace("$", "$$")
     service = {
         "image": f"${{{IMAGE_VARIABLES[variant]}:-comfy-init/{variant}:latest}}",
         "profiles": ["instances"],

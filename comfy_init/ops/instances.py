@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from comfy_init.comfyui.endpoint import port_in_use, probe_host
 from comfy_init.errors import BusyError, ComfyInitError, DataError, UsageError, error_for
 from comfy_init.ops.probe import probe_stats
+from comfy_init.ops.template_apply import apply_template, check_applicable
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks
@@ -35,11 +36,17 @@ def _port_in_use(port):
 # -- create ---------------------------------------------------------------------------------------
 
 def create_instance(layout, instance_id, *, variant="core", port=None, gpus=(), share_gpu=False,
-                    template=None, adopt=False):
+                    template=None, adopt=False, template_nodes="skip"):
     try:
-        return _create(layout, instance_id, variant, port, list(gpus), share_gpu, template, adopt)
+        result = _create(layout, instance_id, variant, port, list(gpus), share_gpu, template, adopt)
     except ComfyInitError as error:
         return Result.failure("instance create", error)
+    if template is None:
+        return result
+    # The instance exists from here on: a template that fails to apply is reported, not undone.
+    applied = apply_template(layout, template, instance_id, nodes=template_nodes, command="instance create")
+    result.data["template"] = applied.data
+    return Result("instance create", result.data, result.lines + applied.lines, applied.problems)
 
 
 def _create(layout, instance_id, variant, port, gpus, share_gpu, template, adopt):
@@ -48,6 +55,8 @@ def _create(layout, instance_id, variant, port, gpus, share_gpu, template, adopt
         problems.append(Problem("usage", "a cpu instance gets no GPU", fix="leave out --gpu, or use --variant core"))
     if problems:
         raise UsageError(*problems)
+    if template is not None:
+        check_applicable(layout, template, instance_id)  # an unknown template: refused before anything is written
     instance = layout.instance(instance_id)
     # Planned before anything is written: whatever stands in the way of its tree is reported now.
     plan_tree(layout, instance, multi=True)
