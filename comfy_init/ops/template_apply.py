@@ -22,7 +22,6 @@ from comfy_init.store import claims, conflicts, locks, templates
 from comfy_init.store.claims import describe_holder
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import read_regular, refuse_non_regular, unused_name, write_atomic
-from comfy_init.store.hostid import boot_id
 from comfy_init.store.registry import Registry
 
 NODE_MODES = ("clone", "skip")
@@ -63,7 +62,7 @@ def _apply(layout, name, instance_id, nodes, command):
                                 fix="stop its container first, then apply the template"))
     try:
         claim = registry.load()["claims"].get(instance_id)
-        if claim is not None and _claim_is_live(layout, instance_id, claim):
+        if claim is not None and claims.judge(layout, instance_id, claim, holding_lock=True) != claims.STALE:
             raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
                                     f"{describe_holder(claim)}", fix="stop it first, then apply the template"))
         written = [_write_file(instance, rel, data) for rel, data in files.items()]
@@ -77,14 +76,6 @@ def _apply(layout, name, instance_id, nodes, command):
             "requirements": {n["name"]: n["requirements"] for n in document["nodes"] if n["requirements"]},
             "cli_args": document["cli_args"]}
     return Result(command, data, _lines(name, instance_id, data), problems)
-
-
-def _claim_is_live(layout, instance_id, claim):
-    """Judged while WE hold the instance's lock: a holder on this host that holds the lock is then
-    gone (judge would see our own lock and call it running); others by their lease."""
-    if claim.get("boot_id") == boot_id() and claim.get("holds_lock", True):
-        return False
-    return claims.judge(layout, instance_id, claim) != claims.STALE
 
 
 def _check_targets(instance, files):
