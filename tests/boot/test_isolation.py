@@ -3,9 +3,7 @@ another's data are refused with a documented exit code before anything is writte
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 
 import pytest

@@ -12,9 +12,7 @@ COMFY_INIT_PROPERTY_EXAMPLES sets how many cases run (CI: the default below).
 
 import os
 import shutil
-import stat
 import subprocess
-import sys
 import tempfile
 
 import pytest

@@ -34,7 +34,7 @@ def test_create_records_the_configuration_and_makes_the_tree_run_needs(tmp_path)
     port = free_port()
     result = invoke(tmp_path, "instance", "create", "core-3", "--port", str(port), "--gpu", "1")
     assert result.exit_code == 0, result.output
-    assert f"up -d core-3" in result.output and "compose.instances.yml" in result.output
+    assert "up -d core-3" in result.output and "compose.instances.yml" in result.output
     entry = registry(tmp_path)["instances"]["core-3"]
     assert (entry["variant"], entry["port"], entry["gpus"], entry["share_gpu"]) == ("core", port, ["1"], False)
     instance = tmp_path / "instances" / "core-3"

@@ -158,7 +158,7 @@ def test_a_missing_directory_is_an_io_failure(tmp_path):
 def test_clean_stale_temps_only_touches_this_files_temps(tmp_path):
     # Under the writers' lock every temp file of the target is a dead writer's, whatever pid it names.
     target = tmp_path / "f.json"
-    names = [f".f.json.tmp-123-00ff", f".f.json.tmp-{os.getpid()}-0a0a", ".other.json.tmp-123-00ff", "f.json"]
+    names = [".f.json.tmp-123-00ff", f".f.json.tmp-{os.getpid()}-0a0a", ".other.json.tmp-123-00ff", "f.json"]
     for name in names:
         (tmp_path / name).write_text("x")
     removed = clean_stale_temps(target)

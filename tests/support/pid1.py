@@ -14,11 +14,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.support.processes import ComfyInitProcess, descendants, instance_env, read_events, read_registry
-from tests.support.processes import process_table
 from tests.support.ports import free_port
 from tests.support.standin import make_checkout
 from tests.support.waiting import wait_until

@@ -22,7 +22,6 @@ from tests.support.http import get_json
 from tests.support.waiting import wait_until
 
 from tests.support.registry_data import registry_at
-from comfy_init.store.registry import Registry
 
 COMFY_INIT = [sys.executable, "-m", "comfy_init", "run"]
 # Variables of the developer's shell that would change what comfy-init or the stand-in do.
