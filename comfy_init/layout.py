@@ -39,6 +39,10 @@ REGISTRY_NAME = "instance-registry.json"
 # which ComfyUI deletes on exit.
 SESSION_NAME = "comfy-init-session"
 DATABASE_NAME = "comfyui.db"
+# Snapshot archives (zstandard; gzip ones are read too) and the manifest copy beside each.
+SNAPSHOT_SUFFIX = ".tar.zst"
+SNAPSHOT_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz")
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 class InstancePaths:
@@ -135,6 +139,23 @@ class Layout:
 
     def snapshot_dir(self, instance_id):
         return os.path.join(self.snapshots, instance_id)
+
+    def snapshot_archive(self, instance_id, name, suffix=SNAPSHOT_SUFFIX):
+        """One snapshot's archive: <snapshots>/<id>/<UTC>-<short id>.tar.zst."""
+        return os.path.join(self.snapshot_dir(instance_id), name + suffix)
+
+    def snapshot_manifest(self, instance_id, name):
+        """The copy of a snapshot's manifest beside its archive (the archive holds the original)."""
+        return os.path.join(self.snapshot_dir(instance_id), name + MANIFEST_SUFFIX)
+
+    def snapshot_lock(self, instance_id):
+        """Held while a snapshot of the instance is written, pruned or deleted."""
+        return os.path.join(self.snapshot_dir(instance_id), ".lock")
+
+    def restore_staging(self, instance_id, token):
+        """Where a restore extracts, beside the instance directory, before swapping it in by rename.
+        Dot names are never instance ids, so `instance list` does not count it."""
+        return os.path.join(self.instances, f".restore-{instance_id}-{token}")
 
     def template_dir(self, name):
         return os.path.join(self.shared_configs, name)

@@ -44,6 +44,10 @@ KINDS = {
     "port-conflict": (errors.DATAERR, "the port is configured for another instance"),
     "gpu-conflict": (errors.DATAERR, "the GPU is given to another instance"),
     "no-free-port": (errors.TEMPFAIL, "every port of the range is configured or in use"),
+    # snapshots
+    "unknown-snapshot": (errors.NOINPUT, "no snapshot of that name, path or instance"),
+    "snapshot-damaged": (errors.DATAERR, "a snapshot archive is truncated, corrupt or disagrees with its manifest"),
+    "unsafe-member": (errors.DATAERR, "a snapshot archive holds a member a restore must never write"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

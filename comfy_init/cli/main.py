@@ -12,6 +12,7 @@ from comfy_init.cli.lazy import LazyGroup
     "registry": "comfy_init.cli.registry:registry",
     "instance": "comfy_init.cli.instance:instance",
     "compose": "comfy_init.cli.compose:compose",
+    "snapshot": "comfy_init.cli.snapshot:snapshot",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

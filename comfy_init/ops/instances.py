@@ -111,7 +111,9 @@ STOPPED, ORPHANED = "stopped", "orphaned directory"
 
 def _directories(layout):
     try:
-        return {entry.name for entry in os.scandir(layout.instances) if entry.is_dir(follow_symlinks=False)}
+        # Dot names are never ids: a restore's staging directory (.restore-<id>-<token>) is not an instance.
+        return {entry.name for entry in os.scandir(layout.instances)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")}
     except (FileNotFoundError, NotADirectoryError):
         return set()
 

@@ -1,0 +1,186 @@
+"""Writing one snapshot: the archive, then the manifest beside it, then the rename.
+
+The archive is written as `.<name>.partial` (a dot name no listing shows), fsynced, and renamed to
+`<name>.tar.zst` only when complete, after its manifest copy: a snapshot killed at any instant
+leaves no file that looks complete. Leftover partial files are removed by the next snapshot of
+the same instance, under the snapshot lock every writer holds (so any partial file seen then
+belongs to a dead writer).
+
+Files of a running instance are read as they are; one whose size changes while it is read is
+archived as read (padded or cut to the size it had when opened) and flagged in the manifest.
+"""
+
+import json
+import os
+import secrets
+import stat
+import tarfile
+
+from comfy_init.ops.snapshot import collect
+from comfy_init.ops.snapshot.archive import MANIFEST_MEMBER, ArchiveWriter, hasher
+from comfy_init.store import locks
+from comfy_init.store.clock import utc_stamp
+from comfy_init.store.files import fsync_directory, write_atomic
+
+_PARTIAL_SUFFIXES = (".partial", ".db")
+
+
+class _HashingReader:
+    """Reads exactly `size` bytes of `fd` for tarfile, hashing them; pads with zeros when the file
+    shrank while being read (tarfile needs exactly the size it wrote in the header)."""
+
+    def __init__(self, fd, size):
+        self._fd = fd
+        self._left = size
+        self.hash = hasher()
+        self.short = False
+
+    def read(self, n):
+        n = min(n, self._left)
+        parts, got = [], 0
+        while got < n:
+            chunk = os.read(self._fd, n - got)
+            if not chunk:
+                self.short = True
+                parts.append(bytes(n - got))
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._left -= len(data)
+        self.hash.update(data)
+        return data
+
+
+def new_name():
+    return f"{utc_stamp()}-{secrets.token_hex(4)}"
+
+
+def write_snapshot(layout, instance, head, *, include_output, progress=None):
+    """Write the snapshot `head["name"]` of `instance`; returns (archive path, full manifest)."""
+    name, directory = head["name"], layout.snapshot_dir(instance.id)
+    os.makedirs(directory, exist_ok=True)
+    with locks.hold(layout.snapshot_lock(instance.id), timeout=60):
+        remove_partials(directory)
+        partial = os.path.join(directory, f".{name}.partial")
+        database_temp = os.path.join(directory, f".{name}.db")
+        try:
+            manifest = _write_archive(partial, database_temp, instance, head, include_output, progress)
+            manifest_bytes = json.dumps(dict(manifest, archive_bytes=os.path.getsize(partial)),
+                                        indent=1).encode("ascii")
+            write_atomic(layout.snapshot_manifest(instance.id, name), manifest_bytes)
+            final = layout.snapshot_archive(instance.id, name)
+            os.rename(partial, final)
+            fsync_directory(directory)
+        finally:
+            for leftover in (partial, database_temp):
+                if os.path.lexists(leftover):
+                    os.unlink(leftover)
+    return final, manifest
+
+
+def remove_partials(directory):
+    for entry in os.scandir(directory):
+        if entry.name.startswith(".") and entry.name.endswith(_PARTIAL_SUFFIXES):
+            os.unlink(entry.path)
+
+
+def _write_archive(partial, database_temp, instance, head, include_output, progress):
+    entries, skipped = collect.walk(instance, include_output)
+    database_info = collect.database_copy(instance, database_temp)
+    counts = {"files": 0, "bytes": 0}
+    records = []
+    with open(partial, "xb") as file:
+        with ArchiveWriter(file) as tar:
+            for relative, path, info in entries:
+                record = _add(tar, relative, path, info)
+                if record is not None:
+                    records.append(record)
+                    _count(counts, record, progress)
+            if database_info is not None:
+                relative = os.path.relpath(instance.database, instance.root)
+                record = _add_file(tar, relative, database_temp)
+                records.append(dict(record, database_copy="sqlite-backup"))
+                _count(counts, record, progress)
+            manifest = dict(head, entries=records, skipped=skipped, totals=counts)
+            _add_manifest(tar, manifest)
+        file.flush()
+        os.fsync(file.fileno())
+    return manifest
+
+
+def _count(counts, record, progress):
+    if record["type"] == "file":
+        counts["files"] += 1
+        counts["bytes"] += record["size"]
+        if progress is not None:
+            progress(counts["files"], counts["bytes"])
+
+
+def _tarinfo(relative, info, kind):
+    member = tarfile.TarInfo(relative)
+    member.type = kind
+    # setuid/setgid never travel: a restore refuses them (they would run as the file's owner).
+    member.mode = stat.S_IMODE(info.st_mode) & ~0o6000
+    member.mtime = info.st_mtime
+    member.uid, member.gid = info.st_uid, info.st_gid
+    return member
+
+
+def _record(member, **more):
+    kind = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink"}.get(member.type, "file")
+    record = {"path": member.name, "type": kind, "mode": member.mode, "mtime": member.mtime}
+    if kind == "symlink":
+        record["target"] = member.linkname
+    record.update(more)
+    return record
+
+
+def _add(tar, relative, path, info):
+    if stat.S_ISDIR(info.st_mode):
+        member = _tarinfo(relative, info, tarfile.DIRTYPE)
+        tar.addfile(member)
+        return _record(member)
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None  # gone or replaced since the walk
+        member = _tarinfo(relative, info, tarfile.SYMTYPE)
+        member.linkname = target
+        tar.addfile(member)
+        return _record(member)
+    return _add_file(tar, relative, path)
+
+
+def _add_file(tar, relative, path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None  # gone, or replaced by a link, since the walk
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        member = _tarinfo(relative, info, tarfile.REGTYPE)
+        member.size = info.st_size
+        reader = _HashingReader(fd, info.st_size)
+        tar.addfile(member, reader)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    record = _record(member, size=member.size, blake3=reader.hash.hexdigest())
+    if reader.short or after.st_size != info.st_size or after.st_mtime_ns != info.st_mtime_ns:
+        record["changed_while_read"] = True
+    return record
+
+
+def _add_manifest(tar, manifest):
+    import io
+    import time
+
+    data = json.dumps(manifest, indent=1).encode("ascii")  # names that are not UTF-8 stay \udcxx escapes
+    member = tarfile.TarInfo(MANIFEST_MEMBER)
+    member.size, member.mode, member.mtime = len(data), 0o644, time.time()
+    tar.addfile(member, io.BytesIO(data))
+
