@@ -253,14 +253,14 @@ def tree_size(path, progress=None):
 
 # -- delete, trash, purge --------------------------------------------------------------------------
 
-def delete_instance(layout, instance_id, *, keep_data=False):
+def delete_instance(layout, instance_id, *, keep_data=False, snapshot=True):
     try:
-        return _delete(layout, instance_id, keep_data)
+        return _delete(layout, instance_id, keep_data, snapshot)
     except ComfyInitError as error:
         return Result.failure("instance delete", error)
 
 
-def _delete(layout, instance_id, keep_data):
+def _delete(layout, instance_id, keep_data, snapshot=True):
     if conflicts.id_problems(instance_id):
         raise UsageError(*conflicts.id_problems(instance_id))
     registry = Registry(layout)
@@ -278,6 +278,7 @@ def _delete(layout, instance_id, keep_data):
         if claim is not None and claims.judge(layout, instance_id, claim) != STALE:
             raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
                                     f"{describe_holder(claim)}", fix="stop it first"))
+        taken = _snapshot_before_delete(layout, instance) if snapshot and not keep_data else None
         moved = None if keep_data else _move_to_trash(layout, instance)
         with registry.transaction() as document:
             document["instances"].pop(instance_id, None)
@@ -292,7 +293,20 @@ def _delete(layout, instance_id, keep_data):
     else:
         lines = [f"deleted instance {instance_id!r}: its directory is now {moved}",
                  f"undo: mv {moved} {instance.root} && comfy-init instance create {instance_id} --adopt"]
-    return Result("instance delete", {"id": instance_id, "trash": moved, "kept": keep_data}, lines)
+    if taken is not None:
+        lines.append(f"snapshot taken first: {taken} (restore it: comfy-init snapshot restore {taken} --yes)")
+    return Result("instance delete", {"id": instance_id, "trash": moved, "kept": keep_data, "snapshot": taken}, lines)
+
+
+def _snapshot_before_delete(layout, instance):
+    """A `pre-delete` snapshot (without output/, which the trash keeps): taken under the instance's
+    lock, so never live. None when there is no directory to snapshot."""
+    from comfy_init.ops.snapshots import take_snapshot
+
+    if not os.path.isdir(instance.root) or os.path.islink(instance.root):
+        return None
+    archive, _ = take_snapshot(layout, instance.id, kind="pre-delete", live=False)
+    return archive
 
 
 def _move_to_trash(layout, instance):
