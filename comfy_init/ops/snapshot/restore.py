@@ -99,6 +99,7 @@ def extract(layout, instance, snapshot, *, owner, nodes_as_refs, progress):
     """Extract `snapshot` into a fresh staging directory, complete it into an instance tree;
     return (staging path, manifest, custom nodes cloned). Nothing is left behind when it fails."""
     staging = layout.restore_staging(instance.id, secrets.token_hex(4))
+    parent = os.stat(os.path.dirname(staging))
     os.mkdir(staging, 0o755)
     try:
         beside = snapshot.beside_manifest() or {}
@@ -111,9 +112,17 @@ def extract(layout, instance, snapshot, *, owner, nodes_as_refs, progress):
         if owner is not None:
             os.chown(staging, *owner)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard(staging, parent)
         raise
     return staging, manifest, cloned
+
+
+def discard(staging, parent=None):
+    """Remove a staging directory of ours; with `parent` (its folder's stat before), give that
+    folder its times back, so a refused archive leaves instances/ as it found it."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if parent is not None:
+        os.utime(os.path.dirname(staging), ns=(parent.st_atime_ns, parent.st_mtime_ns))
 
 
 def _clone_nodes(staging, manifest, skipped):
