@@ -37,8 +37,11 @@ class ArchiveWriter:
         self.tar = None
 
     def __enter__(self):
-        self._stream = self._compressor.stream_writer(self._file, closefd=False, write_size=CHUNK)
-        self.tar = tarfile.open(fileobj=self._stream, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK,
+        self._stream = self._compressor.stream_writer(self._file, closefd=False)
+        # "w:" rather than the stream mode "w|": tarfile then writes headers and data straight to the
+        # compressor, without the stream mode's own buffer (a copy of every byte). It only asks the
+        # compressor for tell() once, at 0.
+        self.tar = tarfile.open(fileobj=self._stream, mode="w:", format=tarfile.PAX_FORMAT,
                                 encoding="utf-8", errors="surrogateescape")
         self.tar.copybufsize = CHUNK
         return self.tar
@@ -64,7 +67,10 @@ def open_reader(path):
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
         else:
             stream = raw  # an uncompressed tar, or not an archive at all: tarfile says which
-        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK, encoding="utf-8", errors="surrogateescape")
+        # "r:" rather than the stream mode "r|", whose buffer copies itself at every 512-byte header:
+        # members are read in order, so tarfile's seeks are all forward (or to where it already is),
+        # which zstandard's and gzip's readers do by reading on.
+        tar = tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape")
     except BaseException:
         raw.close()
         raise

@@ -17,10 +17,13 @@ renames, and a kill between them leaves the old tree in the staging name: the on
 
 import ctypes
 import errno
+import functools
 import os
+import queue
 import secrets
 import shutil
 import subprocess
+import threading
 
 from comfy_init.errors import error_for
 from comfy_init.ops.snapshot.scan import scan
@@ -34,14 +37,49 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
 
 
+class _WriteBehind:
+    """Writes and closes files on a thread of its own while the caller decompresses and hashes
+    the next bytes: what `zstd -d | tar -x` gets from being two processes. os.write releases the
+    GIL. The first error is raised again at the next submit or at `finish`."""
+
+    def __init__(self, depth=32):
+        self._queue = queue.Queue(maxsize=depth)
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="restore-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # noqa: BLE001 (handed to the caller)
+                    self._error = exc
+
+    def submit(self, job):
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def finish(self):
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class _File:
-    def __init__(self, fd, member, owner):
-        self._fd, self._member, self._owner = fd, member, owner
+    def __init__(self, fd, member, owner, writer):
+        self._fd, self._member, self._owner, self._writer = fd, member, owner, writer
 
     def write(self, data):
-        write_all(self._fd, data)
+        self._writer.submit(functools.partial(write_all, self._fd, data))
 
     def close(self):
+        self._writer.submit(self._close)
+
+    def _close(self):
         try:
             os.fchmod(self._fd, self._member.mode & 0o777)
             if self._owner is not None:
@@ -58,6 +96,7 @@ class Extractor:
     def __init__(self, root, owner=None, skip=()):
         self.root, self.owner, self.skip = root, owner, tuple(skip)
         self._directories = []
+        self._writer = _WriteBehind()
 
     def _path(self, member):
         if any(member.name == s or member.name.startswith(s + "/") for s in self.skip):
@@ -74,7 +113,7 @@ class Extractor:
         if path is None:
             return None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        return _File(fd, member, self.owner)
+        return _File(fd, member, self.owner, self._writer)
 
     def symlink(self, member):
         if (path := self._path(member)) is not None:
@@ -87,7 +126,14 @@ class Extractor:
         if (path := self._path(member)) is not None:
             os.link(os.path.join(self.root, member.linkname), path, follow_symlinks=False)
 
+    def abort(self):
+        try:
+            self._writer.finish()
+        except BaseException:  # noqa: BLE001 (the staging directory is thrown away anyway)
+            pass
+
     def finish(self):
+        self._writer.finish()  # every file written and closed before folders get their modes
         for path, member in reversed(self._directories):  # deepest first: children do not touch them again
             if self.owner is not None:
                 os.lchown(path, *self.owner)
@@ -105,7 +151,10 @@ def extract(layout, instance, snapshot, *, owner, nodes_as_refs, progress):
         beside = snapshot.beside_manifest() or {}
         skip = [node["path"] for node in beside.get("git_nodes") or [] if node.get("remote")] if nodes_as_refs else []
         sink = Extractor(staging, owner, skip)
-        manifest = scan(snapshot.archive, sink, progress)
+        try:
+            manifest = scan(snapshot.archive, sink, progress)
+        finally:
+            sink.abort()  # the writer thread ends before anything else happens to the staging directory
         sink.finish()
         cloned = _clone_nodes(staging, manifest, skip) if nodes_as_refs else []
         _complete_tree(layout, instance, staging, manifest)
