@@ -301,7 +301,7 @@ def _delete(layout, instance_id, keep_data, snapshot=True):
 def _snapshot_before_delete(layout, instance):
     """A `pre-delete` snapshot (without output/, which the trash keeps): taken under the instance's
     lock, so never live. None when there is no directory to snapshot."""
-    from comfy_init.ops.snapshots import take_snapshot
+    from comfy_init.ops.snapshot.create import take_snapshot
 
     if not os.path.isdir(instance.root) or os.path.islink(instance.root):
         return None

@@ -11,8 +11,9 @@ lock throughout, so a start waits for it and is then refused or finds the new tr
 import os
 import time
 
-from comfy_init.errors import BusyError, ComfyInitError, UsageError, error_for
+from comfy_init.errors import BusyError, ComfyInitError, UsageError
 from comfy_init.ops.snapshot import catalog
+from comfy_init.ops.snapshot.create import take_snapshot
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks
@@ -48,31 +49,6 @@ def _size(count):
 
 def create_snapshot(layout, instance_id, *, include_output=False, note=None, progress=None):
     return _guarded("snapshot create", _create, layout, instance_id, include_output, note, progress)
-
-
-def _is_live(layout, instance_id):
-    if locks.held_elsewhere(layout.lock_path(instance_id)):
-        return True
-    claim = Registry(layout).load()["claims"].get(instance_id)
-    return claim is not None and claims.judge(layout, instance_id, claim) != claims.STALE
-
-
-def take_snapshot(layout, instance_id, *, kind="manual", note=None, include_output=False, live=None,
-                  progress=None):
-    """Write a snapshot of `instance_id`; returns (archive path, manifest). `live=False` from
-    callers that hold the instance's lock (delete, restore)."""
-    from comfy_init.ops.snapshot.collect import manifest_head
-    from comfy_init.ops.snapshot.create import new_name, write_snapshot
-
-    _check_id(instance_id)
-    instance = layout.instance(instance_id)
-    if not os.path.isdir(instance.root) or os.path.islink(instance.root):
-        raise error_for(Problem("unknown-instance", f"no instance directory for {instance_id!r}", path=instance.root,
-                                fix="`comfy-init instance list` shows the instances"))
-    config = Registry(layout).load()["instances"].get(instance_id)
-    live = _is_live(layout, instance_id) if live is None else live
-    head = manifest_head(instance, new_name(), config, live=live, note=note, kind=kind, include_output=include_output)
-    return write_snapshot(layout, instance, head, include_output=include_output, progress=progress)
 
 
 def _create(layout, instance_id, include_output, note, progress):

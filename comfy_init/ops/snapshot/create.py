@@ -16,11 +16,14 @@ import secrets
 import stat
 import tarfile
 
+from comfy_init.errors import UsageError, error_for
 from comfy_init.ops.snapshot import collect
 from comfy_init.ops.snapshot.archive import MANIFEST_MEMBER, ArchiveWriter, hasher
-from comfy_init.store import locks
+from comfy_init.problems import Problem
+from comfy_init.store import claims, conflicts, locks
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import fsync_directory, write_atomic
+from comfy_init.store.registry import Registry
 
 _PARTIAL_SUFFIXES = (".partial", ".db")
 
@@ -50,6 +53,30 @@ class _HashingReader:
         self._left -= len(data)
         self.hash.update(data)
         return data
+
+
+def _is_live(layout, instance_id):
+    if locks.held_elsewhere(layout.lock_path(instance_id)):
+        return True
+    claim = Registry(layout).load()["claims"].get(instance_id)
+    return claim is not None and claims.judge(layout, instance_id, claim) != claims.STALE
+
+
+def take_snapshot(layout, instance_id, *, kind="manual", note=None, include_output=False, live=None,
+                  progress=None):
+    """Write a snapshot of `instance_id`; returns (archive path, manifest). `live=False` from
+    callers that hold the instance's lock (delete, restore)."""
+    problems = conflicts.id_problems(instance_id)
+    if problems:
+        raise UsageError(*problems)
+    instance = layout.instance(instance_id)
+    if not os.path.isdir(instance.root) or os.path.islink(instance.root):
+        raise error_for(Problem("unknown-instance", f"no instance directory for {instance_id!r}", path=instance.root,
+                                fix="`comfy-init instance list` shows the instances"))
+    config = Registry(layout).load()["instances"].get(instance_id)
+    live = _is_live(layout, instance_id) if live is None else live
+    head = collect.manifest_head(instance, new_name(), config, live=live, note=note, kind=kind, include_output=include_output)
+    return write_snapshot(layout, instance, head, include_output=include_output, progress=progress)
 
 
 def new_name():
