@@ -273,7 +273,10 @@ def _register(layout, target, manifest):
             record = _new_record(document, instance, args[0], config.get("port"), list(config.get("gpus") or []),
                                  bool(config.get("share_gpu")), args[1], True)
         except ComfyInitError:
-            record = _new_record(document, instance, args[0], None, [], False, args[1], True)
+            try:
+                record = _new_record(document, instance, args[0], None, [], False, args[1], True)
+            except ComfyInitError:
+                return None  # restored all the same; `instance create ID --adopt` registers it later
         document["instances"][target] = record
     write_compose(layout)
     return record
