@@ -12,7 +12,9 @@ even in a member the manifest does not describe. Archives made by hand as .tar.g
 """
 
 import gzip
+import queue
 import tarfile
+import threading
 
 MANIFEST_MEMBER = "manifest.json"
 FORMAT = "comfy-init-snapshot"
@@ -53,28 +55,100 @@ class ArchiveWriter:
         return False
 
 
-def open_reader(path):
-    """A stream-mode tarfile reading `path`, whichever compression it has; the caller closes both."""
-    raw = open(path, "rb")  # noqa: SIM115 (closed by the caller through `close_reader`)
-    try:
-        magic = raw.read(4)
-        raw.seek(0)
-        if magic.startswith(_ZSTD_MAGIC):
-            import zstandard
+class _ReadAhead:
+    """A forward-only reader that decompresses on a thread of its own, a few chunks ahead, while
+    the caller parses and hashes (zstandard and zlib release the GIL): what `zstd -d | tar` gets
+    from being two processes. `tell` and forward `seek` are all tarfile's "r:" mode asks for."""
 
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, closefd=False)
-        elif magic.startswith(_GZIP_MAGIC):
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")
-        else:
-            stream = raw  # an uncompressed tar, or not an archive at all: tarfile says which
-        # "r:" rather than the stream mode "r|", whose buffer copies itself at every 512-byte header:
-        # members are read in order, so tarfile's seeks are all forward (or to where it already is),
-        # which zstandard's and gzip's readers do by reading on.
-        tar = tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape")
-    except BaseException:
-        raw.close()
-        raise
-    return raw, tar
+    def __init__(self, stream, depth=4):
+        self._stream = stream
+        self._queue = queue.Queue(maxsize=depth)
+        self._buffer, self._offset, self._position, self._ended = b"", 0, 0, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshot-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                chunk = self._stream.read(4 * CHUNK)
+                self._queue.put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # noqa: BLE001 (raised again in the reader's thread)
+            self._queue.put(exc)
+
+    def _fill(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+        self._buffer, self._offset = item, 0
+
+    def read(self, size=-1):
+        parts = []
+        while size != 0 and not (self._ended and self._offset >= len(self._buffer)):
+            if self._offset >= len(self._buffer):
+                self._fill()
+                continue
+            take = len(self._buffer) - self._offset if size < 0 else min(size, len(self._buffer) - self._offset)
+            parts.append(self._buffer[self._offset:self._offset + take])
+            self._offset += take
+            self._position += take
+            size -= take if size > 0 else 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=0):
+        target = offset + (self._position if whence == 1 else 0)
+        if whence not in (0, 1) or target < self._position:
+            raise ValueError("a snapshot archive is read forward only")
+        while self._position < target and self.read(min(target - self._position, 4 * CHUNK)):
+            pass
+        return self._position
+
+    def close(self):
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+
+
+class Reader:
+    """`tar`: a tarfile reading `path` in order, whichever compression it has. Close it."""
+
+    def __init__(self, path):
+        self._raw = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._ahead = None
+        try:
+            magic = self._raw.read(4)
+            self._raw.seek(0)
+            if magic.startswith(_ZSTD_MAGIC):
+                import zstandard
+
+                self._ahead = _ReadAhead(zstandard.ZstdDecompressor().stream_reader(self._raw, read_size=4 * CHUNK,
+                                                                                    closefd=False))
+            elif magic.startswith(_GZIP_MAGIC):
+                self._ahead = _ReadAhead(gzip.GzipFile(fileobj=self._raw, mode="rb"))
+            # else an uncompressed tar, or not an archive at all: tarfile says which.
+            # "r:" rather than the stream mode "r|", whose buffer copies itself at every 512-byte
+            # header: members are read in order, so tarfile's seeks are all forward or in place.
+            self.tar = tarfile.open(fileobj=self._ahead or self._raw, mode="r:", encoding="utf-8",
+                                    errors="surrogateescape")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self._ahead is not None:
+            self._ahead.close()
+        self._raw.close()
 
 
 def read_errors():

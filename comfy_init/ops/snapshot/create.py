@@ -149,14 +149,17 @@ def _tarinfo(relative, info, kind):
     member.type = kind
     # setuid/setgid never travel: a restore refuses them (they would run as the file's owner).
     member.mode = stat.S_IMODE(info.st_mode) & ~0o6000
-    member.mtime = info.st_mtime
+    # Whole seconds in the tar header: a fractional mtime costs every member a pax header of its
+    # own (twice the headers to write and parse). The manifest keeps the exact time, and a restore
+    # sets it from there.
+    member.mtime = int(info.st_mtime)
     member.uid, member.gid = info.st_uid, info.st_gid
     return member
 
 
-def _record(member, **more):
+def _record(member, info, **more):
     kind = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink"}.get(member.type, "file")
-    record = {"path": member.name, "type": kind, "mode": member.mode, "mtime": member.mtime}
+    record = {"path": member.name, "type": kind, "mode": member.mode, "mtime": info.st_mtime_ns / 1e9}
     if kind == "symlink":
         record["target"] = member.linkname
     record.update(more)
@@ -167,7 +170,7 @@ def _add(tar, relative, path, info):
     if stat.S_ISDIR(info.st_mode):
         member = _tarinfo(relative, info, tarfile.DIRTYPE)
         tar.addfile(member)
-        return _record(member)
+        return _record(member, info)
     if stat.S_ISLNK(info.st_mode):
         try:
             target = os.readlink(path)
@@ -176,7 +179,7 @@ def _add(tar, relative, path, info):
         member = _tarinfo(relative, info, tarfile.SYMTYPE)
         member.linkname = target
         tar.addfile(member)
-        return _record(member)
+        return _record(member, info)
     return _add_file(tar, relative, path)
 
 
@@ -196,7 +199,7 @@ def _add_file(tar, relative, path):
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    record = _record(member, size=member.size, blake3=reader.hash.hexdigest())
+    record = _record(member, info, size=member.size, blake3=reader.hash.hexdigest())
     if reader.short or after.st_size != info.st_size or after.st_mtime_ns != info.st_mtime_ns:
         record["changed_while_read"] = True
     return record
@@ -208,6 +211,6 @@ def _add_manifest(tar, manifest):
 
     data = json.dumps(manifest, indent=1).encode("ascii")  # names that are not UTF-8 stay \udcxx escapes
     member = tarfile.TarInfo(MANIFEST_MEMBER)
-    member.size, member.mode, member.mtime = len(data), 0o644, time.time()
+    member.size, member.mode, member.mtime = len(data), 0o644, int(time.time())
     tar.addfile(member, io.BytesIO(data))
 

@@ -99,9 +99,12 @@ class Extractor:
         self._writer = _WriteBehind()
 
     def _path(self, member):
-        if any(member.name == s or member.name.startswith(s + "/") for s in self.skip):
+        return self._path_of(member.name)
+
+    def _path_of(self, name):
+        if any(name == s or name.startswith(s + "/") for s in self.skip):
             return None
-        return os.path.join(self.root, member.name)
+        return os.path.join(self.root, name)
 
     def directory(self, member):
         if (path := self._path(member)) is not None:
@@ -132,13 +135,20 @@ class Extractor:
         except BaseException:  # noqa: BLE001 (the staging directory is thrown away anyway)
             pass
 
-    def finish(self):
+    def finish(self, manifest):
+        """Exact mtimes from the manifest (the tar headers have whole seconds), folders last,
+        deepest first, with their own modes."""
         self._writer.finish()  # every file written and closed before folders get their modes
+        times = {e["path"]: e["mtime"] for e in manifest["entries"] if isinstance(e.get("mtime"), (int, float))}
+        for entry in manifest["entries"]:
+            if entry["type"] != "dir" and entry["path"] in times and (path := self._path_of(entry["path"])):
+                os.utime(path, (times[entry["path"]],) * 2, follow_symlinks=False)
         for path, member in reversed(self._directories):  # deepest first: children do not touch them again
             if self.owner is not None:
                 os.lchown(path, *self.owner)
             os.chmod(path, member.mode & 0o777)
-            os.utime(path, (member.mtime, member.mtime))
+            mtime = times.get(member.name, member.mtime)
+            os.utime(path, (mtime, mtime))
 
 
 def extract(layout, instance, snapshot, *, owner, nodes_as_refs, progress):
@@ -155,7 +165,7 @@ def extract(layout, instance, snapshot, *, owner, nodes_as_refs, progress):
             manifest = scan(snapshot.archive, sink, progress)
         finally:
             sink.abort()  # the writer thread ends before anything else happens to the staging directory
-        sink.finish()
+        sink.finish(manifest)
         cloned = _clone_nodes(staging, manifest, skip) if nodes_as_refs else []
         _complete_tree(layout, instance, staging, manifest)
         if owner is not None:

@@ -20,7 +20,7 @@ import posixpath
 
 from comfy_init.errors import DataError, IOFailure
 from comfy_init.ops.snapshot.archive import (
-    CHUNK, FORMAT, FORMAT_VERSION, MANIFEST_MEMBER, TOP_FOLDERS, hasher, open_reader, read_errors)
+    CHUNK, FORMAT, FORMAT_VERSION, MANIFEST_MEMBER, TOP_FOLDERS, Reader, hasher, read_errors)
 from comfy_init.problems import Problem
 
 _LINK_DEPTH = 40
@@ -51,21 +51,20 @@ def scan(path, sink=None, progress=None):
     its manifest when every member is safe and agrees with it."""
     state = _State(path)
     try:
-        raw, tar = open_reader(path)
+        reader = Reader(path)
     except FileNotFoundError:
         raise damaged(path, "is gone") from None
     except read_errors() as exc:
         raise damaged(path, f"is not a snapshot archive ({exc})") from None
     try:
-        for member in tar:
-            _one(tar, member, state, sink, progress)
+        for member in reader.tar:
+            _one(reader.tar, member, state, sink, progress)
     except read_errors() as exc:
         raise damaged(path, f"cannot be read to the end: {exc or type(exc).__name__}") from None
     except OSError as exc:
         raise IOFailure(Problem("io-error", f"reading or extracting failed: {exc}", path=path)) from None
     finally:
-        tar.close()
-        raw.close()
+        reader.close()
     if state.manifest is None:
         raise damaged(path, "has no manifest at its end: it is truncated, or not a comfy-init snapshot")
     _check_links(state)
