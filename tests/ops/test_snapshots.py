@@ -252,3 +252,32 @@ def test_instance_delete_snapshots_first_unless_told_not_to(data, instance, tmp_
     document = run(data, "instance", "delete", "other-1", "--yes", "--no-snapshot")
     assert document["exit_code"] == 0 and document["data"]["snapshot"] is None
     assert not snapshot_dir(data, "other-1").exists()
+
+
+def test_the_manifest_names_comfyui_and_pip_freeze_when_reachable(data, instance, monkeypatch):
+    import sys
+
+    from tests.support.standin import STANDIN_DIR
+
+    monkeypatch.setenv("COMFY_APP_DIRECTORY", str(STANDIN_DIR))
+    monkeypatch.setenv("COMFY_PYTHON", sys.executable)
+    name = run(data, "snapshot", "create", ID)["data"]["name"]
+    manifest = run(data, "snapshot", "show", name)["data"]["manifest"]
+    assert manifest["comfyui_version"] == "0.3.64-standin"
+    assert manifest["pip_freeze"]["python"] == sys.executable
+    assert any(line.lower().startswith("zstandard==") for line in manifest["pip_freeze"]["packages"])
+    monkeypatch.delenv("COMFY_PYTHON")
+    name = run(data, "snapshot", "create", ID)["data"]["name"]
+    assert run(data, "snapshot", "show", name)["data"]["manifest"]["pip_freeze"] is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_restored_files_belong_to_puid_and_pgid_as_run_gives_them(data, instance, monkeypatch):
+    name = run(data, "snapshot", "create", ID)["data"]["name"]
+    monkeypatch.setenv("PUID", "4321")
+    monkeypatch.setenv("PGID", "4322")
+    assert run(data, "snapshot", "restore", name, "--to", "owned-1", "--yes")["exit_code"] == 0
+    root = data / "instances" / "owned-1"
+    owners = {(os.lstat(p).st_uid, os.lstat(p).st_gid) for p in [root, *root.joinpath("custom_nodes").rglob("*"),
+                                                                  *root.joinpath("user").rglob("*")]}
+    assert owners == {(4321, 4322)}
