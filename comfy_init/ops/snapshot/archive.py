@@ -100,6 +100,19 @@ class _ReadAhead:
             size -= take if size > 0 else 0
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def read_view(self, size):
+        """Up to `size` bytes as a view into the decompressed chunk, without copying them: for
+        member data, which is only hashed and written. Fewer bytes only at a chunk's end."""
+        if self._offset >= len(self._buffer):
+            if self._ended:
+                return memoryview(b"")
+            self._fill()
+        take = min(size, len(self._buffer) - self._offset)
+        view = memoryview(self._buffer)[self._offset:self._offset + take]
+        self._offset += take
+        self._position += take
+        return view
+
     def tell(self):
         return self._position
 

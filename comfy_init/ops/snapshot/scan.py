@@ -186,10 +186,9 @@ def _consume(tar, member, state, sink):
             sink.hardlink(member)
         return dict(state.records[member.linkname])
     digest = hasher()
-    source = tar.extractfile(member)
     out = sink.file(member) if sink is not None else None
     try:
-        while chunk := source.read(CHUNK):
+        for chunk in _data(tar, member):
             digest.update(chunk)
             if out is not None:
                 out.write(chunk)
@@ -197,6 +196,21 @@ def _consume(tar, member, state, sink):
         if out is not None:
             out.close()
     return {"type": "file", "mode": mode, "size": member.size, "blake3": digest.hexdigest()}
+
+
+def _data(tar, member):
+    """A regular member's bytes, read straight from the archive's stream (tarfile's own file
+    object would copy each chunk twice more); tarfile seeks on past the padding afterwards."""
+    stream = tar.fileobj
+    read = getattr(stream, "read_view", stream.read)
+    stream.seek(member.offset_data)
+    left = member.size
+    while left:
+        chunk = read(min(CHUNK, left))
+        if not len(chunk):
+            raise EOFError(f"the archive ends inside member {member.name!r}")
+        left -= len(chunk)
+        yield chunk
 
 
 _COMPARED = {"dir": ("mode",), "symlink": ("target",), "file": ("mode", "size", "blake3")}
