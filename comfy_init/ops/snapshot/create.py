@@ -15,6 +15,7 @@ import os
 import secrets
 import stat
 import tarfile
+import threading
 
 from comfy_init.errors import UsageError, error_for
 from comfy_init.ops.snapshot import collect
@@ -60,6 +61,47 @@ def _is_live(layout, instance_id):
         return True
     claim = Registry(layout).load()["claims"].get(instance_id)
     return claim is not None and claims.judge(layout, instance_id, claim) != claims.STALE
+
+
+class _WriteBack:
+    """The archive file, for the compressor: every 64 MiB a thread of its own fdatasyncs what is
+    written so far, so the disk writes alongside the compressor and the fsync before the rename
+    finds little left to do (instead of the whole archive at the end)."""
+
+    STEP = 64 << 20
+
+    def __init__(self, file):
+        self._file, self._since, self._done = file, 0, False
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshot-write-back", daemon=True)
+        self._thread.start()
+
+    def write(self, data):
+        written = self._file.write(data)
+        self._since += len(data)
+        if self._since >= self.STEP:
+            self._since = 0
+            self._wake.set()
+        return written
+
+    def flush(self):
+        self._file.flush()
+
+    def _run(self):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._done:
+                return
+            try:
+                os.fdatasync(self._file.fileno())
+            except OSError:
+                pass  # the fsync before the rename reports what matters
+
+    def close(self):
+        self._done = True
+        self._wake.set()
+        self._thread.join()
 
 
 def take_snapshot(layout, instance_id, *, kind="manual", note=None, include_output=False, live=None,
@@ -115,24 +157,33 @@ def remove_partials(directory):
 def _write_archive(partial, database_temp, instance, head, include_output, progress):
     entries, skipped = collect.walk(instance, include_output)
     database_info = collect.database_copy(instance, database_temp)
-    counts = {"files": 0, "bytes": 0}
-    records = []
+    extra = {"skipped": skipped}
     with open(partial, "xb") as file:
-        with ArchiveWriter(file) as tar:
-            for relative, path, info in entries:
-                record = _add(tar, relative, path, info)
-                if record is not None:
-                    records.append(record)
-                    _count(counts, record, progress)
-            if database_info is not None:
-                relative = os.path.relpath(instance.database, instance.root)
-                record = _add_file(tar, relative, database_temp)
-                records.append(dict(record, database_copy="sqlite-backup"))
-                _count(counts, record, progress)
-            manifest = dict(head, entries=records, skipped=skipped, totals=counts)
-            _add_manifest(tar, manifest)
+        write_back = _WriteBack(file)
+        try:
+            manifest = _fill(write_back, entries, database_info, database_temp, instance, dict(head, **extra), progress)
+        finally:
+            write_back.close()
         file.flush()
         os.fsync(file.fileno())
+    return manifest
+
+
+def _fill(file, entries, database_info, database_temp, instance, head, progress):
+    """Every entry, the database copy, and the manifest last, into `file` through the compressor."""
+    counts, records = {"files": 0, "bytes": 0}, []
+    with ArchiveWriter(file) as tar:
+        for relative, path, info in entries:
+            record = _add(tar, relative, path, info)
+            if record is not None:
+                records.append(record)
+                _count(counts, record, progress)
+        if database_info is not None:
+            record = _add_file(tar, os.path.relpath(instance.database, instance.root), database_temp)
+            records.append(dict(record, database_copy="sqlite-backup"))
+            _count(counts, record, progress)
+        manifest = dict(head, entries=records, totals=counts)
+        _add_manifest(tar, manifest)
     return manifest
 
 
