@@ -305,7 +305,12 @@ def _snapshot_before_delete(layout, instance):
 
     if not os.path.isdir(instance.root) or os.path.islink(instance.root):
         return None
-    archive, _ = take_snapshot(layout, instance.id, kind="pre-delete", live=False)
+    try:
+        archive, _ = take_snapshot(layout, instance.id, kind="pre-delete", live=False)
+    except OSError as exc:
+        raise error_for(Problem("io-error", f"cannot take the snapshot before deleting: {exc.strerror or exc}",
+                                path=exc.filename or instance.root,
+                                fix="free some space, or delete with --no-snapshot (the trash keeps the directory)")) from None
     return archive
 
 

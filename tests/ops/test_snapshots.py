@@ -281,3 +281,18 @@ def test_restored_files_belong_to_puid_and_pgid_as_run_gives_them(data, instance
     owners = {(os.lstat(p).st_uid, os.lstat(p).st_gid) for p in [root, *root.joinpath("custom_nodes").rglob("*"),
                                                                   *root.joinpath("user").rglob("*")]}
     assert owners == {(4321, 4322)}
+
+
+def test_a_delete_whose_snapshot_fails_is_74_and_deletes_nothing(data, instance, monkeypatch):
+    import errno
+
+    from comfy_init.ops.snapshot import create
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(snapshot_dir(data)))
+
+    monkeypatch.setattr(create, "take_snapshot", full)
+    document = run(data, "instance", "delete", ID, "--yes")
+    assert (document["exit_code"], document["problems"][0]["kind"]) == (74, "io-error")
+    assert "--no-snapshot" in document["problems"][0]["fix"]
+    assert instance.is_dir() and ID in Registry(Layout(str(data))).load()["instances"]
