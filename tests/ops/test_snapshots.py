@@ -296,3 +296,17 @@ def test_a_delete_whose_snapshot_fails_is_74_and_deletes_nothing(data, instance,
     assert (document["exit_code"], document["problems"][0]["kind"]) == (74, "io-error")
     assert "--no-snapshot" in document["problems"][0]["fix"]
     assert instance.is_dir() and ID in Registry(Layout(str(data))).load()["instances"]
+
+
+def test_the_swap_is_one_atomic_exchange(tmp_path):
+    from comfy_init.ops.snapshot.restore import swap_in
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "N").touch()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "O").touch()
+    replaced = swap_in(str(tmp_path / "new"), str(tmp_path / "old"))
+    assert replaced == str(tmp_path / "new")  # RENAME_EXCHANGE: no instant without the directory
+    assert os.listdir(tmp_path / "old") == ["N"] and os.listdir(tmp_path / "new") == ["O"]
+    assert swap_in(str(tmp_path / "new"), str(tmp_path / "fresh")) is None
+    assert os.listdir(tmp_path / "fresh") == ["O"]
