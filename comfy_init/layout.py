@@ -56,6 +56,11 @@ def before_template_name(path, stamp):
     """The name a file replaced by `template apply` is kept under: <path>.before-template-<UTC>."""
     return f"{path}.before-template-{stamp}"
 
+# Snapshot archives (zstandard; gzip ones are read too) and the manifest copy beside each.
+SNAPSHOT_SUFFIX = ".tar.zst"
+SNAPSHOT_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz")
+MANIFEST_SUFFIX = ".manifest.json"
+
 
 class InstancePaths:
     """The paths of one instance. `root` is what ComfyUI gets as --base-directory.
@@ -168,6 +173,23 @@ class Layout:
 
     def snapshot_dir(self, instance_id):
         return os.path.join(self.snapshots, instance_id)
+
+    def snapshot_archive(self, instance_id, name, suffix=SNAPSHOT_SUFFIX):
+        """One snapshot's archive: <snapshots>/<id>/<UTC>-<short id>.tar.zst."""
+        return os.path.join(self.snapshot_dir(instance_id), name + suffix)
+
+    def snapshot_manifest(self, instance_id, name):
+        """The copy of a snapshot's manifest beside its archive (the archive holds the original)."""
+        return os.path.join(self.snapshot_dir(instance_id), name + MANIFEST_SUFFIX)
+
+    def snapshot_lock(self, instance_id):
+        """Held while a snapshot of the instance is written, pruned or deleted."""
+        return os.path.join(self.snapshot_dir(instance_id), ".lock")
+
+    def restore_staging(self, instance_id, token):
+        """Where a restore extracts, beside the instance directory, before swapping it in by rename.
+        Dot names are never instance ids, so `instance list` does not count it."""
+        return os.path.join(self.instances, f".restore-{instance_id}-{token}")
 
     def template_dir(self, name):
         return os.path.join(self.shared_configs, name)

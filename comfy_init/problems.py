@@ -50,6 +50,10 @@ KINDS = {
     "template-exists": (errors.DATAERR, "a template of that name already exists"),
     "template-damaged": (errors.DATAERR, "a template's template.json does not parse, breaks its schema or is newer"),
     "node-clone-failed": (errors.FAILED, "a custom node could not be cloned from its recorded remote"),
+    # snapshots
+    "unknown-snapshot": (errors.NOINPUT, "no snapshot of that name, path or instance"),
+    "snapshot-damaged": (errors.DATAERR, "a snapshot archive is truncated, corrupt or disagrees with its manifest"),
+    "unsafe-member": (errors.DATAERR, "a snapshot archive holds a member a restore must never write"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

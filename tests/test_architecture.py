@@ -154,13 +154,13 @@ def start_env(tmp_path):
 
 def test_the_dry_run_imports_neither_click_psutil_nor_jsonschema(tmp_path, start_env):
     loaded, _ = modules_loaded_by(tmp_path, start_env, "run", "--dry-run")
-    assert not {"click", "psutil", "jsonschema"} & loaded
+    assert not {"click", "psutil", "jsonschema", "zstandard", "blake3"} & loaded
 
 
 def test_the_real_start_imports_neither_click_nor_psutil_nor_jsonschema(tmp_path, start_env):
     loaded, result = modules_loaded_by(tmp_path, start_env, "run")
     assert "started ComfyUI" in result.stderr and "released instance" in result.stderr
-    assert not {"click", "psutil", "jsonschema"} & loaded
+    assert not {"click", "psutil", "jsonschema", "zstandard", "blake3"} & loaded
 
 
 def test_a_damaged_registry_is_explained_with_jsonschema(tmp_path, start_env):

@@ -13,6 +13,7 @@ from comfy_init.cli.lazy import LazyGroup
     "instance": "comfy_init.cli.instance:instance",
     "template": "comfy_init.cli.template:template",
     "compose": "comfy_init.cli.compose:compose",
+    "snapshot": "comfy_init.cli.snapshot:snapshot",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

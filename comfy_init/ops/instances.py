@@ -120,7 +120,9 @@ STOPPED, ORPHANED = "stopped", "orphaned directory"
 
 def _directories(layout):
     try:
-        return {entry.name for entry in os.scandir(layout.instances) if entry.is_dir(follow_symlinks=False)}
+        # Dot names are never ids: a restore's staging directory (.restore-<id>-<token>) is not an instance.
+        return {entry.name for entry in os.scandir(layout.instances)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")}
     except (FileNotFoundError, NotADirectoryError):
         return set()
 
@@ -260,14 +262,14 @@ def tree_size(path, progress=None):
 
 # -- delete, trash, purge --------------------------------------------------------------------------
 
-def delete_instance(layout, instance_id, *, keep_data=False):
+def delete_instance(layout, instance_id, *, keep_data=False, snapshot=True):
     try:
-        return _delete(layout, instance_id, keep_data)
+        return _delete(layout, instance_id, keep_data, snapshot)
     except ComfyInitError as error:
         return Result.failure("instance delete", error)
 
 
-def _delete(layout, instance_id, keep_data):
+def _delete(layout, instance_id, keep_data, snapshot=True):
     if conflicts.id_problems(instance_id):
         raise UsageError(*conflicts.id_problems(instance_id))
     registry = Registry(layout)
@@ -285,6 +287,7 @@ def _delete(layout, instance_id, keep_data):
         if claim is not None and claims.judge(layout, instance_id, claim, holding_lock=True) != STALE:
             raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
                                     f"{describe_holder(claim)}", fix="stop it first"))
+        taken = _snapshot_before_delete(layout, instance) if snapshot and not keep_data else None
         moved = None if keep_data else _move_to_trash(layout, instance)
         with registry.transaction() as document:
             entry = document["instances"].pop(instance_id, None) or {}
@@ -299,7 +302,25 @@ def _delete(layout, instance_id, keep_data):
     else:
         lines = [f"deleted instance {instance_id!r}: its directory is now {moved}",
                  f"undo: mv {moved} {instance.root} && {_recreate_command(layout, instance_id, entry)}"]
-    return Result("instance delete", {"id": instance_id, "trash": moved, "kept": keep_data}, lines)
+    if taken is not None:
+        lines.append(f"snapshot taken first: {taken} (restore it: comfy-init snapshot restore {taken} --yes)")
+    return Result("instance delete", {"id": instance_id, "trash": moved, "kept": keep_data, "snapshot": taken}, lines)
+
+
+def _snapshot_before_delete(layout, instance):
+    """A `pre-delete` snapshot (without output/, which the trash keeps): taken under the instance's
+    lock, so never live. None when there is no directory to snapshot."""
+    from comfy_init.ops.snapshot.create import take_snapshot
+
+    if not os.path.isdir(instance.root) or os.path.islink(instance.root):
+        return None
+    try:
+        archive, _ = take_snapshot(layout, instance.id, kind="pre-delete", live=False)
+    except OSError as exc:
+        raise error_for(Problem("io-error", f"cannot take the snapshot before deleting: {exc.strerror or exc}",
+                                path=exc.filename or instance.root,
+                                fix="free some space, or delete with --no-snapshot (the trash keeps the directory)")) from None
+    return archive
 
 
 def _recreate_command(layout, instance_id, entry):
