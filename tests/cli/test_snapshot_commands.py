@@ -29,30 +29,30 @@ def test_the_group_has_every_subcommand():
 
 
 def test_create_list_show_verify_in_text_and_json(tmp_path):
-    assert invoke(tmp_path, "instance", "create", "core-1").exit_code == 0
-    (tmp_path / "instances" / "core-1" / "custom_nodes" / "n.py").write_text("x")
-    text = invoke(tmp_path, "snapshot", "create", "core-1", "--note", "first")
+    assert invoke(tmp_path, "instance", "create", "core-7").exit_code == 0
+    (tmp_path / "instances" / "core-7" / "custom_nodes" / "n.py").write_text("x")
+    text = invoke(tmp_path, "snapshot", "create", "core-7", "--note", "first")
     assert text.exit_code == 0 and "snapshot " in text.output and ".tar.zst" in text.output
     assert "\r" not in text.output  # no progress without a terminal
     document = envelope(tmp_path, "snapshot", "list")
     assert document["command"] == "snapshot list" and document["data"]["snapshots"][0]["note"] == "first"
     name = document["data"]["snapshots"][0]["name"]
-    assert "first" in invoke(tmp_path, "snapshot", "list", "core-1").output
-    shown = envelope(tmp_path, "snapshot", "show", f"core-1/{name}")
+    assert "first" in invoke(tmp_path, "snapshot", "list", "core-7").output
+    shown = envelope(tmp_path, "snapshot", "show", f"core-7/{name}")
     assert shown["data"]["manifest"]["entries"][0]["path"] == "custom_nodes"
     assert "git node" not in invoke(tmp_path, "snapshot", "show", name).output
-    assert envelope(tmp_path, "snapshot", "verify", "core-1")["data"]["files"] == 1
+    assert envelope(tmp_path, "snapshot", "verify", "core-7")["data"]["files"] == 1
 
 
 def test_restore_needs_yes_without_a_terminal_64_and_unknown_ones_are_66(tmp_path):
-    assert invoke(tmp_path, "instance", "create", "core-1").exit_code == 0
-    name = envelope(tmp_path, "snapshot", "create", "core-1")["data"]["name"]
+    assert invoke(tmp_path, "instance", "create", "core-7").exit_code == 0
+    name = envelope(tmp_path, "snapshot", "create", "core-7")["data"]["name"]
     document = envelope(tmp_path, "snapshot", "restore", name)
     assert (document["exit_code"], document["problems"][0]["kind"]) == (64, "usage")
     assert envelope(tmp_path, "snapshot", "restore", "nothing-here", "--yes")["exit_code"] == 66
     assert envelope(tmp_path, "snapshot", "restore", name, "--to", "Bad_Id", "--yes")["exit_code"] == 64
-    assert invoke(tmp_path, "snapshot", "prune", "core-1").exit_code == 2  # click: --keep is required
-    assert envelope(tmp_path, "snapshot", "prune", "core-1", "--keep", "5")["data"]["removed"] == []
+    assert invoke(tmp_path, "snapshot", "prune", "core-7").exit_code == 2  # click: --keep is required
+    assert envelope(tmp_path, "snapshot", "prune", "core-7", "--keep", "5")["data"]["removed"] == []
 
 
 def test_progress_is_drawn_on_a_terminal_only():

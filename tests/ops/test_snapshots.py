@@ -15,7 +15,7 @@ from comfy_init.store.registry import Registry
 from tests.support import snapshots as support
 from tests.support.treesnap import snapshot as tree_state
 
-ID = "core-1"
+ID = "core-7"
 
 
 def run(data, *args):
@@ -200,7 +200,7 @@ def test_restore_to_a_new_id_clones_the_instance_and_registers_it(data, instance
     entries = Registry(Layout(str(data))).load()["instances"]
     assert entries["clone-1"]["variant"] == "core" and entries["clone-1"]["port"] != entries[ID]["port"]
     assert document["data"]["pre_restore"] is None
-    assert run(data, "instance", "list")["data"]["instances"][1]["id"] == "core-1"  # no staging rows
+    assert run(data, "instance", "list")["data"]["instances"][1]["id"] == "core-7"  # no staging rows
 
 
 def test_nodes_as_refs_clones_git_checkouts_at_their_commit(data, instance):
@@ -246,7 +246,7 @@ def test_instance_delete_snapshots_first_unless_told_not_to(data, instance, tmp_
     document = run(data, "instance", "delete", ID, "--yes")
     assert document["exit_code"] == 0 and document["data"]["snapshot"] and os.path.isdir(document["data"]["trash"])
     assert run(data, "snapshot", "show", document["data"]["snapshot"])["data"]["manifest"]["kind"] == "pre-delete"
-    restored = run(data, "snapshot", "restore", ID, "--yes")  # the newest snapshot of core-1
+    restored = run(data, "snapshot", "restore", ID, "--yes")  # the newest snapshot of core-7
     assert restored["exit_code"] == 0 and ID in Registry(Layout(str(data))).load()["instances"]
     assert run(data, "instance", "create", "other-1")["exit_code"] == 0
     document = run(data, "instance", "delete", "other-1", "--yes", "--no-snapshot")

@@ -29,7 +29,7 @@ from comfy_init.errors import error_for
 from comfy_init.ops.snapshot.scan import scan
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_stamp
-from comfy_init.store.files import fsync_directory, unused_name, write_all
+from comfy_init.store.files import fsync_directory, unused_name, write_all, write_atomic
 from comfy_init.tree.apply import apply_steps
 from comfy_init.tree.planner import plan_tree
 
@@ -208,9 +208,12 @@ def _complete_tree(layout, instance, staging, manifest):
     old_output = instance.output
     if not manifest.get("include_output") and os.path.isdir(old_output) and not os.path.islink(old_output):
         _link_tree(old_output, os.path.join(staging, "output"))
-    # Planned under the staging directory's own name, which the planner takes for its instance id.
+    # Planned under the staging directory's own name, which the planner takes for its instance id
+    # (the real id would be "another instance's directory" at this path) ...
     staged = layout.instance(os.path.basename(staging), root=staging)
     apply_steps(plan_tree(layout, staged, multi=True), layout.data)
+    # ... and then the owner file names the instance the tree is for.
+    write_atomic(layout.instance(instance.id, root=staging).owner_file, f"{instance.id}\n".encode())
 
 
 def _link_tree(source, target):
