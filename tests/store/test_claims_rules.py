@@ -134,7 +134,6 @@ def test_a_holder_in_another_pid_namespace_is_named_by_its_pid_as_seen_from_here
     import sys
 
     config, registry = setup
-    plant(registry, pid=1, container_id="3f2a9c1d0e7b", host="3f2a9c1d0e7b")  # PID 1 of a container
     lock_path = config.layout.lock_path("core-1")
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -142,8 +141,9 @@ def test_a_holder_in_another_pid_namespace_is_named_by_its_pid_as_seen_from_here
         "print('locked', flush=True); time.sleep(60)"), lock_path], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(claims.ClaimHeld) as caught:
-            acquire(registry, config, sleep=lambda _: None)
+        plant(registry, pid=1, container_id="3f2a9c1d0e7b", host="3f2a9c1d0e7b")  # PID 1 of a container
+        with pytest.raises(claims.ClaimHeld) as caught:  # a lease long enough that it is judged fresh
+            acquire(registry, config, sleep=lambda _: None, lease=30)
         line = caught.value.lines()[0]
         assert "container 3f2a9c1d0e7b), pid 1" in line and f"it is pid {holder.pid} as seen from here" in line
     finally:
