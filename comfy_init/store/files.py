@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 
 from comfy_init.errors import ConfigError, DataError, IOFailure
@@ -292,7 +291,8 @@ def _keep_backup(path: str, backup: str) -> None:
 def _temp_name(path: str) -> str:
     """A fresh temporary name beside `path`: `.<name>.tmp-<pid>-<random>`."""
     directory = os.path.dirname(path) or "."
-    return os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    # os.urandom, not secrets: the same bytes, without ~9 ms of imports on every container start.
+    return os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def _replace(source: str, target: str) -> None:
