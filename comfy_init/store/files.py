@@ -145,6 +145,25 @@ def create_new(path, data, mode=0o644):
     os.close(fd)
 
 
+def publish_new(path, data):
+    """Make `path` appear holding all of `data` at once, or raise FileExistsError when anything
+    stands there: written and fsynced under a temporary name, then hard-linked into place (link()
+    never replaces). A reader never sees it empty or half-written. Where hard links are refused,
+    an O_EXCL create is the fallback (a reader may then see it while it is written)."""
+    temp = _write_temp(path, data)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise
+        create_new(path, data)
+    finally:
+        _remove_quietly(temp)
+    fsync_directory(os.path.dirname(path) or ".")
+
+
 def unused_name(path, exists=os.path.lexists):
     """`path`, or `path.1`, `path.2`, ...: the first name nothing stands at, so nothing is overwritten."""
     candidate, number = path, 0

@@ -12,7 +12,7 @@ import os
 
 from comfy_init.errors import CannotCreateError, DataError, PermissionDeniedError
 from comfy_init.problems import Problem
-from comfy_init.store.files import create_new, read_regular, unused_name
+from comfy_init.store.files import publish_new, read_regular, unused_name
 from comfy_init.tree.paths import is_inside
 from comfy_init.tree.steps import DESCRIPTIONS, LINK, MARK_OWNER, MKDIR, MOVE_ASIDE, RELINK, REPLACE_EMPTY_DIR
 
@@ -76,9 +76,10 @@ def _apply(step):
 
 
 def _mark_owner(path, instance_id):
-    """O_EXCL: of two instances racing for one directory, one writes the mark; the other reads it."""
+    """Of two instances racing for one directory, one publishes the mark (whole, at once); the
+    other reads it."""
     try:
-        create_new(path, f"{instance_id}\n".encode(), mode=0o644)
+        publish_new(path, f"{instance_id}\n".encode())
     except FileExistsError:
         found = read_regular(path)
         if (found or b"").decode("utf-8", "replace").strip() != instance_id:
