@@ -12,13 +12,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from comfy_init.comfyui.endpoint import port_in_use, probe_host
-from comfy_init.errors import BusyError, ComfyInitError, DataError, UsageError, error_for
+from comfy_init.errors import ComfyInitError, DataError, UsageError, error_for
 from comfy_init.ops.probe import probe_stats
 from comfy_init.ops.template_apply import apply_template, check_applicable
 from comfy_init.problems import Problem
 from comfy_init.results import Result
-from comfy_init.store import claims, conflicts, locks
-from comfy_init.store.claims import describe_holder
+from comfy_init.store import claims, conflicts
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import unused_name
 from comfy_init.store.registry import Registry
@@ -277,16 +276,8 @@ def _delete(layout, instance_id, keep_data, snapshot=True):
     if instance_id not in registry.load()["instances"] and not os.path.lexists(instance.root):
         raise error_for(Problem("unknown-instance", f"no instance {instance_id!r} in {layout.data}",
                                 fix="`comfy-init instance list` shows the instances"))
-    os.makedirs(layout.locks, exist_ok=True)
-    lock = locks.try_lock(layout.lock_path(instance_id))  # a start now waits, then is refused
-    if lock is None:
-        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running (its lock is held)",
-                                fix="stop its container first"))
+    lock = claims.lock_stopped(registry, instance_id, "stop its container first")
     try:
-        claim = registry.load()["claims"].get(instance_id)
-        if claim is not None and claims.judge(layout, instance_id, claim, holding_lock=True) != STALE:
-            raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
-                                    f"{describe_holder(claim)}", fix="stop it first"))
         taken = _snapshot_before_delete(layout, instance) if snapshot and not keep_data else None
         moved = None if keep_data else _move_to_trash(layout, instance)
         with registry.transaction() as document:

@@ -11,13 +11,12 @@ lock throughout, so a start waits for it and is then refused or finds the new tr
 import os
 import time
 
-from comfy_init.errors import BusyError, ComfyInitError, UsageError
+from comfy_init.errors import ComfyInitError, UsageError
 from comfy_init.ops.snapshot import catalog
 from comfy_init.ops.snapshot.create import take_snapshot
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks
-from comfy_init.store.claims import describe_holder
 from comfy_init.store.files import io_failure
 from comfy_init.store.registry import Registry
 
@@ -175,17 +174,8 @@ def _target_of(snapshot, to):
 
 
 def _hold_instance(layout, instance_id):
-    os.makedirs(layout.locks, exist_ok=True)
-    lock = locks.try_lock(layout.lock_path(instance_id))
-    if lock is None:
-        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running (its lock is held)",
-                                fix="stop its container first; a restore never replaces a running instance"))
-    claim = Registry(layout).load()["claims"].get(instance_id)
-    if claim is not None and claims.judge(layout, instance_id, claim) != claims.STALE:
-        lock.release()
-        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
-                                f"{describe_holder(claim)}", fix="stop it first"))
-    return lock
+    return claims.lock_stopped(Registry(layout), instance_id,
+                               "stop its container first; a restore never replaces a running instance")
 
 
 def _owner(instance):

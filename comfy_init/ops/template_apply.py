@@ -11,15 +11,14 @@ node is cloned into a hidden folder and renamed into place only when its checkou
 import os
 import secrets
 
-from comfy_init.errors import BusyError, ComfyInitError, UsageError, error_for
+from comfy_init.errors import ComfyInitError, UsageError, error_for
 from comfy_init.layout import before_template_name
 from comfy_init.ops import git
 from comfy_init.ops.compose import write_compose
 from comfy_init.ops.template_capture import keep_own_secrets
 from comfy_init.problems import Problem
 from comfy_init.results import Result
-from comfy_init.store import claims, conflicts, locks, templates
-from comfy_init.store.claims import describe_holder
+from comfy_init.store import claims, conflicts, templates
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import read_regular, refuse_non_regular, unused_name, write_atomic
 from comfy_init.store.registry import Registry
@@ -55,16 +54,8 @@ def _apply(layout, name, instance_id, nodes, command):
                                     "registers a directory"))
     files = {rel: templates.read_template_file(layout, name, rel) for rel in document["files"]}
     _check_targets(instance, files)
-    os.makedirs(layout.locks, exist_ok=True)
-    lock = locks.try_lock(layout.lock_path(instance_id))  # a start now waits, then is refused
-    if lock is None:
-        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running (its lock is held)",
-                                fix="stop its container first, then apply the template"))
+    lock = claims.lock_stopped(registry, instance_id, "stop its container first, then apply the template")
     try:
-        claim = registry.load()["claims"].get(instance_id)
-        if claim is not None and claims.judge(layout, instance_id, claim, holding_lock=True) != claims.STALE:
-            raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
-                                    f"{describe_holder(claim)}", fix="stop it first, then apply the template"))
         written = [_write_file(instance, rel, data) for rel, data in files.items()]
         node_rows, problems = _nodes(instance, document["nodes"], nodes)
         _record(registry, instance_id, name, document["cli_args"])

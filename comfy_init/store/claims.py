@@ -321,3 +321,21 @@ def judge(layout, instance_id, record, holding_lock=False):
     if renewed is None or time.time() - renewed >= 2 * record.get("lease_seconds", 30):
         return STALE
     return RUNNING_HERE if same_host else RUNNING_ELSEWHERE
+
+
+def lock_stopped(registry, instance_id, fix):
+    """Take the lock of a STOPPED instance for a command that changes it (delete, restore, template
+    apply): a start meanwhile waits, then is refused. BusyError (75) when the instance runs: its
+    lock is held, or its claim is live elsewhere (a claim of a dead holder on this host is stale,
+    since we now hold its lock). Returns the Lock; the caller releases it."""
+    layout = registry.layout
+    os.makedirs(layout.locks, exist_ok=True)
+    lock = locks.try_lock(layout.lock_path(instance_id))
+    if lock is None:
+        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running (its lock is held)", fix=fix))
+    claim = registry.load()["claims"].get(instance_id)
+    if claim is not None and judge(layout, instance_id, claim, holding_lock=True) != STALE:
+        lock.release()
+        raise BusyError(Problem("instance-held", f"instance {instance_id!r} is running: held by "
+                                f"{describe_holder(claim)}", fix=fix))
+    return lock

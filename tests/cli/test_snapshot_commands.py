@@ -67,3 +67,20 @@ def test_progress_is_drawn_on_a_terminal_only():
         progress.done()
     assert "archiving: 3 files, 5.0 MiB" in terminal.getvalue() and "MiB/s" in terminal.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_a_restore_goes_ahead_over_a_claim_whose_holder_died_on_this_host(tmp_path):
+    from comfy_init.layout import Layout
+    from comfy_init.store.clock import utc_now
+    from comfy_init.store.hostid import boot_id
+    from comfy_init.store.registry import Registry
+
+    assert invoke(tmp_path, "instance", "create", "core-7").exit_code == 0
+    name = envelope(tmp_path, "snapshot", "create", "core-7")["data"]["name"]
+    with Registry(Layout(str(tmp_path))).transaction() as document:  # its holder was killed with -9
+        document["claims"]["core-7"] = {
+            "generation": 1, "token": "t", "host": "h", "boot_id": boot_id(), "container_id": None, "pid": 99999,
+            "since": utc_now(), "renewed_at": utc_now(), "heartbeat": 0, "lease_seconds": 30, "port": 8188,
+            "listen": "0.0.0.0"}
+    result = invoke(tmp_path, "snapshot", "restore", f"core-7/{name}", "--yes")
+    assert result.exit_code == 0, result.output
