@@ -160,7 +160,11 @@ class Layout:
     shared_configs = property(lambda self: os.path.join(self.meta, "shared-configs"))
     trash = property(lambda self: os.path.join(self.meta, "trash"))
     compose_file = property(lambda self: os.path.join(self.meta, "compose.instances.yml"))
-    migration_journal = property(lambda self: os.path.join(self.meta, "migration-journal.json"))
+    # `comfy-init migrate`: its append-only journal, the manifest of the tree it moves, and where
+    # model files it found twice (same path, same content) are kept until the user empties trash.
+    migration_journal = property(lambda self: os.path.join(self.meta, "migration-journal.jsonl"))
+    migration_manifest = property(lambda self: os.path.join(self.meta, "migration-manifest.json"))
+    migration_lock = property(lambda self: os.path.join(self.locks, ".migration.lock"))  # no id starts with "."
     model_hash_cache = property(lambda self: os.path.join(self.meta, "model-hashes.json"))
 
     def meta_folders(self):

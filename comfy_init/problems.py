@@ -54,6 +54,8 @@ KINDS = {
     "unknown-snapshot": (errors.NOINPUT, "no snapshot of that name, path or instance"),
     "snapshot-damaged": (errors.DATAERR, "a snapshot archive is truncated, corrupt or disagrees with its manifest"),
     "unsafe-member": (errors.DATAERR, "a snapshot archive holds a member a restore must never write"),
+    # migration (comfy-init migrate)
+    "migration-unfinished": (errors.FAILED, "a migration journal records a migration that stopped before its end"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),
