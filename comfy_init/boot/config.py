@@ -16,9 +16,10 @@ import sys
 
 from comfy_init.boot.isolation import argument_path_problems, setting_overlap_problems
 from comfy_init.comfyui.command import owned_argument_problems
-from comfy_init.errors import ConfigError
-from comfy_init.layout import COMPAT_INSTANCE_ID, INSTANCE_ID_PATTERN, Layout
+from comfy_init.errors import ComfyInitError, ConfigError
+from comfy_init.layout import COMPAT_INSTANCE_ID, INSTANCE_ID_PATTERN, OWNER_NAME, Layout
 from comfy_init.problems import Problem, is_control
+from comfy_init.store.files import read_regular
 
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -203,7 +204,7 @@ def load_config(environ=None):
     if env.problems:
         raise ConfigError(*env.problems)
     return Config(
-        multi_instance=multi, instance_id=instance_id or COMPAT_INSTANCE_ID, **paths, port=port, listen=listen,
+        multi_instance=multi, instance_id=paths["instance"].id, **paths, port=port, listen=listen,
         device=device, cuda_device=cuda_device, cli_args=cli_args, puid=puid, pgid=pgid,
         stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease)
 
@@ -225,6 +226,28 @@ def _instance_id(env, multi):
     return instance_id
 
 
+def _migrated_claim(env, layout, base_dir, instance_id):
+    """The id compatibility mode claims. A tree `comfy-init migrate` moved keeps its old folders as
+    links into instances/<id>/ and names that id in <base>/.comfy-init-instance: compatibility mode
+    then claims that id, so it and a multi-instance start of the instance never run at once."""
+    owner_file = layout.compat_instance(base_dir).owner_file
+    try:
+        found = read_regular(owner_file)
+    except ComfyInitError:
+        found = None  # not a file comfy-init wrote: the tree's planner reports what stands there
+    if found is None:
+        return instance_id
+    owner = found.decode("utf-8", "replace").strip()
+    if not INSTANCE_ID_PATTERN.match(owner):
+        env.add(f"{owner_file}: names {owner[:63]!r}, which is not an instance id",
+                "write the id of the instance the old layout was migrated to into it, or remove it")
+        return instance_id
+    if instance_id is not None and instance_id != owner:
+        env.fail("COMFY_INSTANCE_ID", instance_id, f"the old layout at {base_dir} was migrated to instance "
+                 f"{owner!r} (its {OWNER_NAME} says so), and compatibility mode claims that id", owner)
+    return owner
+
+
 def _paths(env, multi, instance_id):
     """The tree's paths from the settings, checked for overlaps once each is valid on its own."""
     data_dir = env.path("COMFY_DATA_DIRECTORY", DEFAULT_DATA_DIRECTORY)
@@ -244,7 +267,7 @@ def _paths(env, multi, instance_id):
     else:
         instance_dir = None
         base_dir = env.path("COMFY_BASE_DIRECTORY", layout.compat_base)
-        instance = layout.compat_instance(base_dir, instance_id)
+        instance = layout.compat_instance(base_dir, _migrated_claim(env, layout, base_dir, instance_id))
     app_dir = env.path("COMFY_APP_DIRECTORY", DEFAULT_APP_DIRECTORY)
     if not env.problems:
         env.problems.extend(setting_overlap_problems(layout, instance, app_dir, multi=multi, environ=env.environ))

@@ -2,7 +2,7 @@
 
 An entry is (type, mode, size, mtime_ns, inode, links, link text, digest): digest is the BLAKE3
 of a small file's content, None for a large one (size and mtime stand for it) and UNREADABLE for
-a small file this user cannot read. The walk lstats every entry once (os.scandir) and never
+a file this user cannot read (a rename still moves it; a copy cannot). The walk lstats every entry once (os.scandir) and never
 follows a link; it is the one walk a migration pays before it moves and once after.
 """
 
@@ -56,8 +56,10 @@ def entry_of(path, info, hash_small=True):
     kind = _type(info.st_mode)
     target = os.readlink(path) if kind == LINK else None
     digest = None
-    if kind == FILE and hash_small and info.st_size <= SMALL_FILE:
-        digest = file_digest(path) if _readable(info) else UNREADABLE
+    if kind == FILE and not _readable(info):
+        digest = UNREADABLE
+    elif kind == FILE and hash_small and info.st_size <= SMALL_FILE:
+        digest = file_digest(path)
     return [kind, stat.S_IMODE(info.st_mode), info.st_size if kind != DIRECTORY else 0,
             info.st_mtime_ns if kind != DIRECTORY else 0, info.st_ino, info.st_nlink, target, digest]
 

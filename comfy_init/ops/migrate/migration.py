@@ -14,7 +14,7 @@ from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.layout import COMPAT_INSTANCE_ID
 from comfy_init.ops.migrate import sources, steps as step_functions
 from comfy_init.ops.migrate.journal import FINISHED, ROLLED_BACK, Journal
-from comfy_init.ops.migrate.manifest import Walk
+from comfy_init.ops.migrate.manifest import DIGEST, UNREADABLE, Walk
 from comfy_init.ops.migrate.plan import Plan, Planner, database_problems, relocator
 from comfy_init.ops.migrate.prepare import do_prepare, undo_prepare
 from comfy_init.ops.migrate.report import plan_lines, space_problems
@@ -26,6 +26,7 @@ from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import io_failure, read_regular, write_atomic
 from comfy_init.store.locks import try_lock
 from comfy_init.store.registry import Registry
+from comfy_init.tree.paths import is_inside
 
 COMMAND = "migrate"
 FORWARD = {"prepare": do_prepare, "move": step_functions.do_move, "copy": step_functions.do_copy,
@@ -59,8 +60,22 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
     if source.kind == sources.COMPAT:
         plan.add("owner", path=layout.compat_instance(source.root).owner_file, id=instance_id)
     plan.notes += _notes(source)
+    _unreadable(plan, walk.entries)
     plan.problems += space_problems(plan, layout)
     return plan, walk.entries
+
+
+def _unreadable(plan, entries):
+    """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused)."""
+    copied = [step["src"] for step in plan.steps if step["step"] == "copy"]
+    for path, entry in entries.items():
+        if entry[DIGEST] != UNREADABLE:
+            continue
+        if any(is_inside(path, root) for root in copied):
+            plan.problems.append(Problem("cannot-look", "cannot be read, and must be copied to another filesystem",
+                                         path=path, fix="make it readable for this user, or migrate as its owner"))
+        else:
+            plan.unreadable.append(path)
 
 
 def _notes(source):

@@ -25,7 +25,7 @@ class Plan:
     def __init__(self, source, instance_id, trash):
         self.source, self.instance_id, self.trash = source, instance_id, trash
         self.steps, self.problems, self.notes = [], [], []
-        self.duplicates, self.renamed, self.merged = [], [], []
+        self.duplicates, self.renamed, self.merged, self.unreadable = [], [], [], []
         self.folders, self.copy_bytes = {}, 0
 
     def add(self, kind, **fields):
@@ -37,7 +37,7 @@ class Plan:
     def to_data(self):
         return {"version": VERSION, "source": self.source.describe(), "instance": self.instance_id,
                 "steps": self.steps, "folders": self.folders, "duplicates": self.duplicates,
-                "renamed": self.renamed, "merged": self.merged, "notes": self.notes,
+                "renamed": self.renamed, "merged": self.merged, "notes": self.notes, "unreadable": self.unreadable,
                 "copy_bytes": self.copy_bytes, "trash": self.trash}
 
 

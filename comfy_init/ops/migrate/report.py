@@ -43,6 +43,8 @@ def plan_lines(plan, dry_run):
     for item in plan.renamed:
         lines.append(f"  conflict: {item['path']} differs from {item['because'].split(' differs')[0]}: both kept, "
                      f"the incoming one as {item['to']}")
+    for path in plan.unreadable:
+        lines.append(f"  unreadable for this user: {path}: moved by rename as it is, its content not hashed")
     relinks = sum(1 for step in plan.steps if step["step"] == "relink")
     if relinks:
         lines.append(f"  {relinks} relative link(s) rewritten so they point where they pointed")
