@@ -88,8 +88,9 @@ def manifest(root, *, exact_links=False):
             content = _content(path, info)
             if exact_links and content[0] == "link":
                 content = ("link", os.readlink(path))
-            # A rewritten link is a new link: judged by what it reaches, unless `exact_links`.
-            inode = None if stat.S_ISDIR(info.st_mode) or (content[0] == "link" and not exact_links) else info.st_ino
+            # A link is judged by its text (`exact_links`) or by what it reaches, never by its inode:
+            # a rewritten link is a new one.
+            inode = None if stat.S_ISDIR(info.st_mode) or content[0] == "link" else info.st_ino
             entries[os.path.relpath(path, root)] = (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
                                                     inode, content)
     return entries
