@@ -113,7 +113,7 @@ def test_merge_keeps_one_copy_of_the_same_file_and_both_of_different_ones(tmp_pa
         os.makedirs(f"{side}/upscale_models", exist_ok=True)
         with open(f"{side}/upscale_models/x4.pth", "wb") as file:
             file.write(text)
-    before = resolved_manifests(root)
+    exact = old_manifests(root)
     result = migrate(layout, instance_id="main")
     assert result.exit_code == 0, result.problems
     plan = result.data["plan"]
@@ -132,7 +132,7 @@ def test_merge_keeps_one_copy_of_the_same_file_and_both_of_different_ones(tmp_pa
     assert os.path.realpath(f"{layout.instance('main').custom_nodes}/node-a/checkpoints") == os.path.realpath(shared)
     # And back: every file where it was, the shared ones untouched.
     assert rollback(layout).exit_code == 0
-    assert resolved_manifests(root) == before
+    assert old_manifests(root) == exact
     with open(f"{shared}/sd15.safetensors", "rb") as file:
         assert file.read() == same
 
