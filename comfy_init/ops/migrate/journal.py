@@ -11,7 +11,7 @@ import json
 import os
 
 from comfy_init.store.clock import utc_now
-from comfy_init.store.files import fsync_directory
+from comfy_init.store.files import write_atomic
 
 FINISHED, ROLLED_BACK = "finished", "rolled-back"
 # Test-only fault injection: called with the number of records written so far, after each fsync
@@ -46,16 +46,19 @@ class Journal:
 
     @classmethod
     def start(cls, path, plan_data):
+        """A new journal holding the plan, written whole (temp file, fsync, rename): a journal never
+        exists without its plan."""
         journal = cls(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(fd)
-        fsync_directory(os.path.dirname(path))
-        journal.append("plan", plan=plan_data)
+        record, line = _line("plan", plan=plan_data)
+        write_atomic(path, line)
+        journal._good_bytes = len(line)
+        journal.records.append(record)
+        if after_record is not None:
+            after_record(len(journal.records))
         return journal
 
     def append(self, kind, **fields):
-        record = {"record": kind, "at": utc_now(), **fields}
-        line = (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+        record, line = _line(kind, **fields)
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.ftruncate(fd, self._good_bytes)  # drop a torn tail before writing after it
@@ -84,8 +87,7 @@ class Journal:
             return "rolling-back"
         return "migrating" if len(kinds) > 1 else "planned"
 
-    def verification(self):
-        for record in reversed(self.records):
-            if record["record"] == "verified":
-                return record
-        return None
+
+def _line(kind, **fields):
+    record = {"record": kind, "at": utc_now(), **fields}
+    return record, (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
