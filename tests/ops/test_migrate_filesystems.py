@@ -34,7 +34,9 @@ def mount_tmpfs():
 
 
 def _without_inodes(entries):
-    return {path: (mode, uid, gid, content) for path, (mode, uid, gid, _inode, content) in entries.items()}
+    """Across filesystems every inode is new: links are then judged by their text alone."""
+    return {path: (mode, uid, gid, content[:2] if content[0] == "link" else content)
+            for path, (mode, uid, gid, _inode, content) in entries.items()}
 
 
 def test_old_tree_on_another_filesystem_is_copied_verified_then_removed(tmp_path, mount_tmpfs):
@@ -57,8 +59,10 @@ def test_old_tree_on_another_filesystem_is_copied_verified_then_removed(tmp_path
         after = _without_inodes(manifest(place))
         assert {path: after.get(path) for path in before[name]} == before[name], name
         assert os.path.realpath(f"{old}/{name}") == os.path.realpath(place)
+    assert os.path.realpath(f"{layout.shared_models}/vae/alias.safetensors") == os.path.realpath(
+        f"{layout.shared_models}/checkpoints/sd15.safetensors")
     copied = f"{layout.shared_models}/checkpoints/holes.safetensors"
-    assert os.stat(copied).st_blocks * 512 < 1 << 20, "holes stay holes"
+    assert os.stat(copied).st_blocks * 512 <= 1 << 20, "holes stay holes (a copy writes 1 MiB chunks that hold data)"
     output = layout.instance("main").output
     assert os.stat(f"{output}/hard-link.png").st_ino == os.stat(f"{output}/ComfyUI_00001_.png").st_ino
     assert not any(name.endswith(".comfy-init-copying") for name in os.listdir(layout.shared_models))
