@@ -71,15 +71,18 @@ class Walk:
     def __init__(self, progress=None, hash_small=True):
         self.entries, self.foreign, self.failures = {}, [], []
         self.progress, self.hash_small = progress, hash_small
+        self.totals = {}  # root -> (entries, bytes of its files)
 
     def tree(self, root):
         info = os.lstat(root)
+        before = len(self.entries)
         self.entries[root] = entry_of(root, info, self.hash_small)
-        if not stat.S_ISDIR(info.st_mode):
-            return
-        device, pending = info.st_dev, [root]
-        while pending:
-            self._directory(pending.pop(), device, pending)
+        if stat.S_ISDIR(info.st_mode):
+            device, pending = info.st_dev, [root]
+            while pending:
+                self._directory(pending.pop(), device, pending)
+        added = list(self.entries.values())[before:]
+        self.totals[root] = (len(added), sum(entry[SIZE] for entry in added if entry[TYPE] == FILE))
 
     def _directory(self, directory, device, pending):
         try:

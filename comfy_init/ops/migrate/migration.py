@@ -53,7 +53,7 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
     instance = layout.instance(instance_id)
     registered = instance_id in Registry(layout).load()["instances"]
     plan.add("prepare", id=instance_id, register=not registered, port=port, variant=variant)
-    planner = Planner(layout, plan, walk.entries)
+    planner = Planner(layout, plan, walk)
     for name in sorted(source.folders):
         planner.folder(name, source.folders[name], source.destination(layout, instance, name))
     planner.relinks(relocator(plan.steps))

@@ -8,15 +8,15 @@ file keeps both, the incoming one under a `.migrated` name. On another filesyste
 stand in for renames, after a free-space check.
 """
 
+import bisect
 import os
 import stat
 
 from comfy_init.layout import MODEL_FOLDERS
 from comfy_init.ops.migrate import manifest
-from comfy_init.ops.migrate.manifest import DIRECTORY, FILE, LINK, TARGET, TYPE, lexical_target
+from comfy_init.ops.migrate.manifest import FILE, LINK, TARGET, TYPE, lexical_target
 from comfy_init.problems import Problem
 from comfy_init.store import locks
-from comfy_init.tree.paths import is_inside
 
 VERSION = 1
 
@@ -79,8 +79,9 @@ def _children_after_prepare(layout, target):
 class Planner:
     """Fills a Plan from a Source and the old tree's manifest (path -> entry)."""
 
-    def __init__(self, layout, plan, entries):
-        self.layout, self.plan, self.entries = layout, plan, entries
+    def __init__(self, layout, plan, walk):
+        self.layout, self.plan, self.entries, self.totals = layout, plan, walk.entries, walk.totals
+        self._sorted = None
 
     def folder(self, name, source_path, target):
         cross = _device_of(source_path) != _device_of(target)
@@ -96,17 +97,9 @@ class Planner:
                 "not-a-directory", f"stands where {name}/ must go, and is not a directory", path=target,
                 fix="move it away, then migrate again"))
             return
-        count, size = self._count(source_path)
+        count, size = self.totals[source_path]
         self.plan.folders[name] = {"from": source_path, "to": target, "how": how, "entries": count, "bytes": size}
         self.plan.add("compat-link", path=source_path, target=os.path.relpath(target, os.path.dirname(source_path)))
-
-    def _count(self, root):
-        count = size = 0
-        for path, entry in self.entries.items():
-            if is_inside(path, root):
-                count += 1
-                size += entry[manifest.SIZE] if entry[TYPE] == FILE else 0
-        return count, size
 
     def _move(self, source_path, target, cross, parents=False, replaces_empty=False):
         """`replaces_empty`: an empty directory stands (or the instance's tree puts one) at `target`,
@@ -116,8 +109,15 @@ class Planner:
         self.plan.add(kind, src=source_path, dst=target, ino=info.st_ino, dir=stat.S_ISDIR(info.st_mode),
                       parents=parents, replaces_empty=replaces_empty)
         if cross:
-            self.plan.copy_bytes += sum(e[manifest.SIZE] for p, e in self.entries.items()
-                                        if is_inside(p, source_path) and e[TYPE] == FILE)
+            self.plan.copy_bytes += self._bytes_below(source_path)
+
+    def _bytes_below(self, root):
+        """The bytes of the files at or below `root`: paths below it sort between "root/" and "root0"."""
+        if self._sorted is None:
+            self._sorted = sorted(self.entries)
+        first, last = bisect.bisect_left(self._sorted, root), bisect.bisect_left(self._sorted, root + "0")
+        return sum(self.entries[path][manifest.SIZE] for path in self._sorted[first:last]
+                   if self.entries[path][TYPE] == FILE and (path == root or path.startswith(root + "/")))
 
     def _merge(self, source_path, target, cross):
         self.plan.merged.append({"from": source_path, "into": target})

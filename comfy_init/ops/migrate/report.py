@@ -51,7 +51,7 @@ def plan_lines(plan, dry_run):
     if plan.copy_bytes:
         lines.append(f"  {_size(plan.copy_bytes)} to copy (another filesystem): copied, verified, then removed")
     lines += [f"  note: {note}" for note in plan.notes]
-    lines.append(f"  old places keep working: each moved folder is replaced by a relative link to its new place")
+    lines.append("  old places keep working: each moved folder is replaced by a relative link to its new place")
     if dry_run:
         lines.append("nothing was changed; run again with --yes to migrate")
     return lines
