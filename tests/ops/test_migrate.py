@@ -218,3 +218,19 @@ def test_unfinished_journal_is_a_problem_until_resumed(tmp_path):
     assert migrate(layout, instance_id="main", dry_run=True).data["resume"] is True
     assert migrate(layout, instance_id="main").exit_code == 0
     assert unfinished(layout) is None
+
+
+def test_what_instance_create_refuses_is_refused_before_the_journal_starts(tmp_path):
+    data = tmp_path / "data"
+    root = build(str(data), "compat")
+    layout = Layout(str(data))
+    before = manifest(root, exact_links=True)
+    shipped = migrate(layout, instance_id="core-1")  # a service of the shipped compose file
+    assert shipped.exit_code == 64 and "shipped compose file" in shipped.problems[0].message
+    from comfy_init.ops.instances import create_instance
+
+    assert create_instance(layout, "other", port=8301).exit_code == 0
+    taken = migrate(layout, instance_id="main", port=8301)
+    assert taken.exit_code == 65 and taken.problems[0].kind == "port-conflict"
+    assert not os.path.lexists(layout.migration_journal)
+    assert manifest(root, exact_links=True) == before

@@ -79,12 +79,9 @@ class TreeCopy:
             self.digests[source] = _copy_file(source, target, info)
         elif stat.S_ISLNK(info.st_mode):
             os.symlink(os.readlink(source), target)
-        elif stat.S_ISFIFO(info.st_mode):
-            os.mkfifo(target)
-        else:
-            raise error_for(Problem("invalid-data", "is a socket or device file, which cannot be copied to another "
-                                    "filesystem", path=source, fix="remove it (it is recreated by its program), "
-                                    "then migrate again"))
+        else:  # the plan refuses these; one that appeared since the plan stops the copy
+            raise error_for(Problem("changed-while-preparing", "is a FIFO, socket or device file that appeared after "
+                                    "the plan was made", path=source, fix="remove it, then run the same command again"))
         self._inodes[key] = target
         _keep_attributes(target, info)
 

@@ -14,7 +14,7 @@ from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.layout import COMPAT_INSTANCE_ID
 from comfy_init.ops.migrate import sources, steps as step_functions
 from comfy_init.ops.migrate.journal import FINISHED, ROLLED_BACK, Journal
-from comfy_init.ops.migrate.manifest import DIGEST, UNREADABLE, Walk
+from comfy_init.ops.migrate.manifest import DIGEST, OTHER, TYPE, UNREADABLE, Walk
 from comfy_init.ops.migrate.plan import Plan, Planner, database_problems, relocator
 from comfy_init.ops.migrate.prepare import do_prepare, undo_prepare
 from comfy_init.ops.migrate.report import plan_lines, space_problems
@@ -51,7 +51,12 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
                               fix="make it readable for this user, or run migrate as its owner")
                       for path, why in walk.failures]
     instance = layout.instance(instance_id)
-    registered = instance_id in Registry(layout).load()["instances"]
+    document = Registry(layout).load()
+    registered = instance_id in document["instances"]
+    if not registered:  # what `instance create` would refuse, refused before the journal starts
+        plan.problems += conflicts.id_problems(instance_id, creating=True)
+        if port is not None:
+            plan.problems += conflicts.port_problems(document, instance_id, port, _port_in_use)
     plan.add("prepare", id=instance_id, register=not registered, port=port, variant=variant)
     planner = Planner(layout, plan, walk)
     for name in sorted(source.folders):
@@ -65,10 +70,21 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
     return plan, walk.entries
 
 
+def _port_in_use(port):
+    from comfy_init.comfyui.endpoint import port_in_use
+
+    return port_in_use("0.0.0.0", port)
+
+
 def _unreadable(plan, entries):
-    """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused)."""
+    """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused),
+    nor can it carry sockets and devices."""
     copied = [step["src"] for step in plan.steps if step["step"] == "copy"]
     for path, entry in entries.items():
+        if entry[TYPE] == OTHER and any(is_inside(path, root) for root in copied):
+            plan.problems.append(Problem("invalid-data", "is a FIFO, socket or device file, which cannot be copied "
+                                         "to another filesystem", path=path,
+                                         fix="remove it (its program recreates it), then migrate again"))
         if entry[DIGEST] != UNREADABLE:
             continue
         if any(is_inside(path, root) for root in copied):
