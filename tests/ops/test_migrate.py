@@ -234,3 +234,36 @@ def test_what_instance_create_refuses_is_refused_before_the_journal_starts(tmp_p
     assert taken.exit_code == 65 and taken.problems[0].kind == "port-conflict"
     assert not os.path.lexists(layout.migration_journal)
     assert manifest(root, exact_links=True) == before
+
+
+def test_refuses_while_a_container_runs_the_old_tree_in_compatibility_mode(tmp_path):
+    """A live compatibility-mode claim (its comfy-init holds meta/locks/comfy.lock)."""
+    from comfy_init.store.locks import try_lock
+
+    data = tmp_path / "data"
+    root = build(str(data), "compat")
+    layout = Layout(str(data))
+    os.makedirs(layout.locks)
+    read, write = os.pipe()
+    holder = os.fork()
+    if holder == 0:
+        os.close(read)
+        lock = try_lock(layout.lock_path("comfy"))
+        os.write(write, b"x")
+        time_to_live = 30
+        import time
+
+        time.sleep(time_to_live)
+        lock.release()
+        os._exit(0)
+    os.close(write)
+    os.read(read, 1)
+    try:
+        before = manifest(root, exact_links=True)
+        result = migrate(layout, instance_id="main")
+        assert result.exit_code == 75 and result.problems[0].kind == "instance-held"
+        assert "'comfy'" in result.problems[0].message
+        assert manifest(root, exact_links=True) == before
+    finally:
+        os.kill(holder, 9)
+        os.waitpid(holder, 0)

@@ -116,3 +116,46 @@ def test_unreadable_files_are_moved_and_reported(tmp_path):
         assert os.stat(moved).st_mode & 0o777 == 0 and os.path.getsize(moved) == len(b"secret")
     finally:
         shutil.rmtree(scratch)
+
+
+def test_kills_during_a_copy_across_filesystems_then_resume_or_roll_back(tmp_path, mount_tmpfs):
+    """After every journal record and at random instants (mid-file copies among them), on an old
+    tree that must be copied: the same command finishes, or --rollback restores it."""
+    import random
+    import signal
+    import time
+
+    from comfy_init.ops.migrate import journal as journal_module
+    from tests.ops.test_migrate_kills import _in_child
+
+    old_disk = mount_tmpfs(tmp_path / "old-disk", "256m")
+    rng, runs, partial = random.Random(7), 0, 0
+    for attempt in range(60):
+        old, data = f"{old_disk}/t{attempt}", str(tmp_path / f"data{attempt}")
+        fill(old, sparse=False)
+        with open(f"{old}/models/checkpoints/dense.safetensors", "wb") as file:
+            file.write(os.urandom(3 << 20))  # long enough to be killed inside it
+        os.makedirs(data)
+        layout = Layout(data)
+        before = {name: _without_inodes(manifest(f"{old}/{name}")) for name in ("models", "user", "output")}
+        kill_at = attempt + 1 if attempt < 30 else None
+        child = _in_child(lambda: migrate(layout, from_path=old, instance_id="main"), kill_at)
+        if kill_at is None:
+            time.sleep(rng.uniform(0, 0.4))
+            os.kill(child, signal.SIGKILL)
+        _, status = os.waitpid(child, 0)
+        runs += os.WIFSIGNALED(status)
+        partial += any(name.endswith(".comfy-init-copying") for _, dirs, _ in os.walk(data) for name in dirs)
+        if attempt % 2 == 0:
+            result = migrate(layout, from_path=old, instance_id="main")
+            assert result.exit_code == 0, result.problems
+            after = _without_inodes(manifest(layout.shared_models))
+            assert {path: after.get(path) for path in before["models"]} == before["models"]
+        elif journal_module.Journal.read(layout.migration_journal) is not None:
+            assert rollback(layout).exit_code == 0
+        if attempt % 2 == 1:
+            for name in before:
+                assert _without_inodes(manifest(f"{old}/{name}")) == before[name], (attempt, name)
+        shutil.rmtree(old, ignore_errors=True)
+    assert runs >= 30
+    assert partial >= 1, "some kill must land inside a copy (a half-built .comfy-init-copying tree)"

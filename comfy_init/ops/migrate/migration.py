@@ -113,7 +113,7 @@ def migrate(layout, *, from_path=None, instance_id="main", port=None, variant="c
         journal = Journal.read(layout.migration_journal)
         if journal is not None and journal.state not in (FINISHED, ROLLED_BACK):
             return _resume(layout, journal, dry_run, progress)
-        source = sources.find_source(layout, from_path)
+        source = _source(layout, from_path, journal)
         if source is None:
             return _nothing(layout, journal)
         if dry_run:
@@ -136,6 +136,17 @@ def migrate(layout, *, from_path=None, instance_id="main", port=None, variant="c
 def _io(error):
     """An OSError below a step: one line naming the path; the journal lets the same command resume."""
     return io_failure(error.filename or "?", "cannot migrate", error)
+
+
+def _source(layout, from_path, journal):
+    """The layout to migrate; None also when `--from` names the tree a finished journal moved."""
+    try:
+        return sources.find_source(layout, from_path)
+    except ComfyInitError:
+        finished = journal is not None and journal.state == FINISHED
+        if finished and os.path.abspath(from_path or "") == journal.plan["source"]["root"]:
+            return None
+        raise
 
 
 def _nothing(layout, journal):
