@@ -86,3 +86,34 @@ def test_old_layout_is_what_comfyui_sees_and_stays_unchanged(compat_project):
     assert not answers(8188)
     container.assert_clean_logs()
     assert "Traceback" not in container.logs()
+
+
+def test_a_migrated_tree_keeps_the_compat_profile_working(old_tree, test_images, docker_compose_project_name):
+    """After `comfy-init migrate`, the old compose profile starts on the links the migration left,
+    sees the same models and settings, and claims the migrated instance (not 'comfy')."""
+    import subprocess
+    import sys
+
+    from tests.docker.helpers import read_registry
+
+    data, comfy = old_tree
+    migrated = subprocess.run([sys.executable, "-m", "comfy_init", "migrate", "--data", str(data), "--yes"],
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (comfy / "models").is_symlink() and (data / "shared/models/checkpoints/old-checkpoint.safetensors").is_file()
+    project = f"{docker_compose_project_name}migrated"
+    env = compose_variables(test_images, data)
+    require_free_ports(8188)
+    try:
+        compose(project, "up", "-d", "--no-build", "cpu", profiles=["cpu"], env=env)
+        container = compose_container(project, "cpu")
+        container.wait_healthy(timeout=90)
+        assert "old-checkpoint.safetensors" in http_json(8188, "/models/checkpoints")
+        assert set(read_registry(data)["claims"]) == {"main"}
+        assert container.stop() < 8
+        assert container.exit_code() == 0
+        container.assert_clean_logs()
+    finally:
+        compose(project, "down", "-v", "--remove-orphans", profiles=["cpu"], env=env, check=False)
+    settings = data / "instances/main/user/default/comfy.settings.json"
+    assert settings.read_bytes() == OLD_LAYOUT["user/default/comfy.settings.json"]
