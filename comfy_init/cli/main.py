@@ -14,6 +14,7 @@ from comfy_init.cli.lazy import LazyGroup
     "template": "comfy_init.cli.template:template",
     "compose": "comfy_init.cli.compose:compose",
     "snapshot": "comfy_init.cli.snapshot:snapshot",
+    "status": "comfy_init.cli.status:status",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

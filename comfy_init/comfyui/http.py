@@ -17,9 +17,10 @@ LIMIT = 4 * 1024 * 1024  # /system_stats and /queue are small; a bigger answer i
 class HTTPFailure(Exception):
     """The server did not answer (`status` None) or answered something unusable."""
 
-    def __init__(self, detail, status=None):
+    def __init__(self, detail, status=None, timed_out=False):
         super().__init__(detail)
         self.status = status
+        self.timed_out = timed_out
 
 
 def split_url(url):
@@ -60,7 +61,7 @@ def get(url, timeout):
             sock.sendall(request)
             return _read_answer(sock, deadline)
     except TimeoutError:
-        raise HTTPFailure(f"no answer within {timeout:g} s") from None
+        raise HTTPFailure(f"no answer within {timeout:g} s", timed_out=True) from None
     except OSError as error:
         raise HTTPFailure(f"no answer: {error.strerror or error}") from None
 

@@ -17,7 +17,6 @@ import os
 from comfy_init.errors import ComfyInitError
 from comfy_init.problems import Problem
 from comfy_init.store import locks
-from comfy_init.store.claims import describe_holder
 from comfy_init.store.files import read_regular
 from comfy_init.store.hostid import identity
 from comfy_init.tree.paths import ALL_INSTANCES, instance_owner, overlaps
@@ -40,9 +39,9 @@ def isolation_problems(layout, instance):
         siblings = [f"{os.path.basename(p)}/" for p, r in folders.items() if p != path and overlaps(resolved, r)]
         clash = _clash(resolved, instance.id, zones) or (siblings[0] if siblings else None)
         if clash:
+            wipe = " (and ComfyUI wipes temp at every start)" if os.path.basename(path) == "temp" else ""
             problems.append(Problem("shared-folder", f"resolves to {resolved}, which lies in {clash}: two "
-                                    "writers share one folder (and ComfyUI wipes temp at every start)",
-                                    path=path, fix=_SEPARATE))
+                                    f"writers share one folder{wipe}", path=path, fix=_SEPARATE))
     database = real(instance.database)
     clash = _clash(database, instance.id, zones)
     if clash:
@@ -157,6 +156,9 @@ def claim_problems(layout, instance_id, document, token=None):
 
 
 def _taken(instance_id, record):
-    return Problem("claim-lost", f"instance {instance_id!r} is now held by {describe_holder(record)}, "
+    # No renewal time in the words: the watch logs a finding once, and a holder renews every lease/3.
+    where = f"{record.get('host')}" + (f" (container {record['container_id']})" if record.get("container_id") else "")
+    holder = f"{where}, pid {record.get('pid')}, since {record.get('since')} (generation {record.get('generation')})"
+    return Problem("claim-lost", f"instance {instance_id!r} is now held by {holder}, "
                    "not by this container", fix="two containers run one instance: stop this one (the other "
                    "holds the claim), or stop the other and " + _RESTART)
