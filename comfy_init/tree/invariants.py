@@ -36,7 +36,10 @@ def isolation_problems(layout, instance):
     problems = []
     folders = {path: real(path) for path in instance.own_folders()}
     for path, resolved in folders.items():
-        siblings = [f"{os.path.basename(p)}/" for p, r in folders.items() if p != path and overlaps(resolved, r)]
+        # Only the folder that was redirected is at fault, not the real one it now overlaps.
+        moved = resolved != os.path.join(root, os.path.basename(path))
+        siblings = [f"{os.path.basename(p)}/" for p, r in folders.items()
+                    if moved and p != path and overlaps(resolved, r)]
         clash = _clash(resolved, instance.id, zones) or (siblings[0] if siblings else None)
         if clash:
             wipe = " (and ComfyUI wipes temp at every start)" if os.path.basename(path) == "temp" else ""
@@ -149,10 +152,19 @@ def claim_problems(layout, instance_id, document, token=None):
         return [Problem("claim-lost", f"instance {instance_id!r}'s lock is free: the comfy-init that held it "
                         f"(pid {record.get('pid')}) is gone", path=lock_path, fix=_RESTART)]
     holder = locks.holder_pid(lock_path)
-    if holder is not None and holder != record.get("pid"):
+    if holder is not None and holder != record.get("pid") and _same_pid_namespace(holder):
         return [Problem("claim-lost", f"instance {instance_id!r}'s lock is held by pid {holder}, but its claim "
                         f"names pid {record.get('pid')}", path=lock_path, fix=_RESTART)]
     return []
+
+
+def _same_pid_namespace(pid):
+    """Whether `pid` (as we see it) lives in our PID namespace, so that the pid its claim records
+    means the same process to us. From a host shell a container's comfy-init is not: no verdict."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
 
 
 def _taken(instance_id, record):
