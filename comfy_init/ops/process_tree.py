@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-MIN_WINDOW = 0.2
+MIN_WINDOW = 0.1
 
 
 class ProcessSampler:
