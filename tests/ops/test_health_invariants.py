@@ -132,3 +132,28 @@ def test_every_finding_is_reported_at_once(running):
     code, found, _ = kinds(run)
     # A setting's kind decides first: the data problem (65) wins over the claim (75).
     assert code == 65 and sorted(k for k, _ in found) == ["claim-lost", "wrong-link"]
+
+
+HEAVY = {"click", "psutil", "jsonschema", "urllib.request", "http.client", "ssl", "email", "importlib.resources",
+         "concurrent.futures", "dataclasses", "inspect", "encodings.idna"}
+
+
+def test_health_imports_nothing_heavy(running, tmp_path):
+    """Every check ran (healthy beside a running instance), and none of what costs start-up time
+    was imported: click (the fast path), urllib and its email/ssl, psutil, jsonschema."""
+    from tests.test_architecture import modules_loaded_by
+
+    run, _, _ = running
+    for args in (["health"], ["health", "--json", "--timeout", "2"]):
+        loaded, result = modules_loaded_by(tmp_path, run.env, *args)
+        assert "healthy" in result.stdout
+        assert HEAVY & loaded == set(), args
+        assert {"comfy_init.tree.invariants", "comfy_init.store.registry"} <= loaded
+
+
+def test_health_help_and_bad_options_still_go_through_click(running):
+    run, _, _ = running
+    result, _ = health(run, "--help")
+    assert result.returncode == 0 and "HEALTHCHECK" in result.stdout
+    result, envelope = health(run, "--timeout", "soon", "--json")
+    assert result.returncode == 2 and envelope["problems"][0]["kind"] == "bad-option"

@@ -146,3 +146,30 @@ def test_an_empty_tree_and_a_missing_one(tmp_path):
     assert result.returncode == 0 and "no instances" in result.stdout
     missing = cli("status", "--json", "--data", str(tmp_path / "nope"))
     assert missing.returncode == 66 and json.loads(missing.stdout)["problems"][0]["kind"] == "missing-path"
+
+
+def test_watch_on_a_terminal_redraws_in_place(tmp_path):
+    import os
+    import pty
+    import signal
+
+    from tests.support.processes import spawn
+    from tests.support.waiting import wait_until
+
+    master, slave = pty.openpty()
+    watch = spawn(CLI + ["status", "--watch", "0.5", "--data", str(tmp_path)], stdin=slave, stdout=slave,
+                  stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = bytearray()
+
+    def two_frames():
+        seen.extend(os.read(master, 65536))
+        return seen.count(b"\x1b[H\x1b[J") >= 2
+    try:
+        wait_until(two_frames, timeout=30)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=20) == 0
+        os.close(master)
+    frames = bytes(seen).split(b"\x1b[H\x1b[J")[1:]
+    assert all(b"no instances" in frame and b"every 0.5 s (Ctrl-C ends)" in frame for frame in frames[:2])
