@@ -97,8 +97,9 @@ def probe_all(rows, document, timeout):
                                       daemon=True)
             thread.start()
             threads.append(thread)
+    limit = deadline + 0.5  # every socket operation ends by the deadline; this is a backstop
     for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        thread.join(max(0.0, limit - time.monotonic()))
     for row in rows:
         row["probed"] = True
         _fill(row, answers.get((row["id"], "stats")), answers.get((row["id"], "queue")), timeout)
