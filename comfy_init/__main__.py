@@ -17,7 +17,7 @@ def main(argv=None):
 
         return run_main(argv[1:])
     if argv[:1] == ["health"]:
-        # The HEALTHCHECK, every 30 s: its plain forms skip click (cli/health_fast.py).
+        # The HEALTHCHECK (every 10 s in the images): its plain forms skip click (cli/health_fast.py).
         from comfy_init.cli.health_fast import run_health_fast
 
         code = run_health_fast(argv[1:])

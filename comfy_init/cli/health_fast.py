@@ -1,4 +1,4 @@
-"""`comfy-init health` without click: Docker runs the HEALTHCHECK every 30 s in every container,
+"""`comfy-init health` without click: Docker runs the HEALTHCHECK every 10 s in every container,
 and importing click costs about as much as the whole check (measured in bench/status.py).
 
 Only the plain forms are taken here: `health [--json] [--timeout S | --timeout=S]`. Anything else
