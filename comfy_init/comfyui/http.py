@@ -1,6 +1,6 @@
 """One small HTTP GET to ComfyUI, on a plain socket.
 
-`comfy-init health` runs every 30 s in every container and must stay cheap: urllib.request pulls
+`comfy-init health` runs every 10 s in every container and must stay cheap: urllib.request pulls
 in http.client, email and ssl (about 35 ms of imports); this needs only socket. It speaks just
 what ComfyUI's endpoints answer: HTTP/1.1, a Content-Length or chunked body, JSON. The whole
 exchange (connect, send, every read) shares ONE deadline, so a peer that accepts the connection
