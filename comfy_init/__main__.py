@@ -16,6 +16,13 @@ def main(argv=None):
         from comfy_init.boot.main import run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["health"]:
+        # The HEALTHCHECK (every 10 s in the images): its plain forms skip click (cli/health_fast.py).
+        from comfy_init.cli.health_fast import run_health_fast
+
+        code = run_health_fast(argv[1:])
+        if code is not None:
+            return code
     from comfy_init.cli.main import main as cli_main
 
     return cli_main(argv)

@@ -43,6 +43,7 @@ class Config:
         "multi_instance", "instance_id", "data_dir", "shared_dir", "instance_dir", "base_dir",
         "app_dir", "port", "listen", "device", "cuda_device", "cli_args", "puid", "pgid",
         "stop_timeout", "python", "registry_recover", "claim_lease", "layout", "instance",
+        "watch_interval",
     )
 
     def __init__(self, **values):
@@ -201,12 +202,16 @@ def load_config(environ=None):
         env.fail("COMFY_PYTHON", python, "is not an executable file (nor found in PATH)", "/opt/venv/bin/python")
     registry_recover = env.choice("COMFY_REGISTRY_RECOVER", RECOVERY_MODES, None)
     claim_lease = env.seconds("COMFY_CLAIM_LEASE", 0.3, 3600, 30.0, "30")
+    # How often the running comfy-init re-checks the isolation invariants and its claim (boot.watch);
+    # 0 turns the watch off.
+    watch_interval = env.seconds("COMFY_WATCH_INTERVAL", 0, 86400, 60.0, "60")
     if env.problems:
         raise ConfigError(*env.problems)
     return Config(
         multi_instance=multi, instance_id=paths["instance"].id, **paths, port=port, listen=listen,
         device=device, cuda_device=cuda_device, cli_args=cli_args, puid=puid, pgid=pgid,
-        stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease)
+        stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease,
+        watch_interval=watch_interval)
 
 
 def _instance_id(env, multi):

@@ -10,6 +10,7 @@ import threading
 from comfy_init import log
 from comfy_init.boot import privileges
 from comfy_init.boot.plan import RECOVER_VARIABLE, plan_steps, recover_advice
+from comfy_init.boot.watch import TreeWatch
 from comfy_init.comfyui.endpoint import port_in_use, system_stats_url
 from comfy_init.errors import TEMPFAIL, BusyError, DataError
 from comfy_init.pid1 import signals
@@ -55,9 +56,12 @@ def _claim_and_supervise(plan, environ, registry):
                                 reboot_marker=config.instance.session_file + ".reboot", claim_lost=lost)
         renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
         renewer.start()
+        watch = TreeWatch(config, registry, claim)  # the invariants health checks, every COMFY_WATCH_INTERVAL s
+        watch.start()
         try:
             status = supervisor.run()
         finally:
+            watch.stop()
             renewer.stop()
     finally:
         if not lost.is_set():

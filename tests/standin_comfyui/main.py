@@ -232,10 +232,22 @@ class Database:
 
 
 def devices(args):
+    # STANDIN_VRAM_TOTAL=<bytes>: report device memory as ComfyUI does (vram_total/vram_free; a
+    # quarter in use); without it, only name, type and index.
+    total = int(os.environ.get("STANDIN_VRAM_TOTAL") or 0)
+    memory = {"vram_total": total, "vram_free": total * 3 // 4, "torch_vram_total": 0,
+              "torch_vram_free": 0} if total else {}
     if args.cpu:
-        return [{"name": "cpu", "type": "cpu", "index": None}]
+        return [{"name": "cpu", "type": "cpu", "index": None, **memory}]
     index = args.cuda_device if args.cuda_device is not None else 0
-    return [{"name": f"cuda:{index} standin", "type": "cuda", "index": index}]
+    return [{"name": f"cuda:{index} standin", "type": "cuda", "index": index, **memory}]
+
+
+def queue():
+    """ComfyUI's GET /queue: STANDIN_QUEUE_PENDING=N lists N pending prompts (nothing runs)."""
+    pending = int(os.environ.get("STANDIN_QUEUE_PENDING") or 0)
+    return {"queue_running": [],
+            "queue_pending": [[number, f"standin-{number}", {}, {}, []] for number in range(pending)]}
 
 
 def next_output_name(directory, prefix):
@@ -269,6 +281,10 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/system_stats":
             self.send_json(app.system_stats())
+        elif path == "/queue":
+            self.send_json(queue())
+        elif path == "/prompt":
+            self.send_json({"exec_info": {"queue_remaining": len(queue()["queue_pending"])}})
         elif path == "/internal/folder_paths":
             self.send_json(app.folders.as_json())
         elif path == "/models":
