@@ -78,7 +78,7 @@ def _instance_problems(layout, instance, environ):
     fix = f"leave COMFY_INSTANCE_DIRECTORY unset (it defaults to {layout.instance(instance.id).root})"
     found = _placement_problems(
         setting, instance.root, layout, f" COMFY_DATA_DIRECTORY={layout.data!r} or above it",
-        (("COMFY_SHARED_DIRECTORY", layout.shared), ("the meta directory", layout.meta)),
+        _shared_zones(layout) + (("the meta directory", layout.meta),),
         "an instance's temp is wiped at every start and its folders are written by ComfyUI", fix)
     owner = _instance_owner(layout, instance.root)
     if owner is ALL_INSTANCES:
@@ -88,6 +88,16 @@ def _instance_problems(layout, instance, environ):
             f"{setting} is inside the directory of instance {owner!r} ({layout.instance(owner).root}), "
             f"not of {instance.id!r}: two ComfyUIs would share its folders", fix))
     return found
+
+
+def _shared_zones(layout):
+    """COMFY_SHARED_DIRECTORY, and DATA/shared too when it is moved elsewhere: other containers on
+    the tree that keep the default still share what is there."""
+    zones = (("COMFY_SHARED_DIRECTORY", layout.shared),)
+    default = os.path.join(layout.data, "shared")
+    if os.path.normpath(layout.shared) != os.path.normpath(default):
+        zones += (("the default shared directory", default),)
+    return zones
 
 
 def _shared_problems(layout, environ):
@@ -135,7 +145,7 @@ def _foreign_place(layout, instance, path):
         return None
     if _at_or_above(path, layout.data):
         return "is the data root or above it"
-    for name, _other in _overlapping(path, (("shared/", layout.shared), ("meta/", layout.meta))):
+    for name, _other in _overlapping(path, _shared_zones(layout) + (("meta/", layout.meta),)):
         return f"reaches into {name}"
     owner = _instance_owner(layout, path)
     if owner is ALL_INSTANCES:

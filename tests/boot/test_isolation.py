@@ -320,3 +320,12 @@ def test_a_reset_needs_no_bak_and_the_variable_recovers_what_the_cli_recovers(en
     assert result.returncode == 0, result.stderr
     assert "reset" in result.stderr and any(name.startswith("instance-registry.json.corrupt-")
                                             for name in os.listdir(meta))
+
+
+def test_instance_directory_in_the_default_shared_tree_is_refused_when_shared_is_moved(env, tmp_path):
+    """Found by the property test: with COMFY_SHARED_DIRECTORY elsewhere, DATA/shared is still what
+    every container with the default shares; an instance there would chown and write into models."""
+    data = env["COMFY_DATA_DIRECTORY"]
+    result = run(dict(env, COMFY_INSTANCE_DIRECTORY=f"{data}/shared/models",
+                      COMFY_SHARED_DIRECTORY=str(tmp_path / "outside")), "--dry-run")
+    assert result.returncode == 78 and "the default shared directory" in result.stderr
