@@ -14,6 +14,7 @@ from comfy_init.cli.lazy import LazyGroup
     "template": "comfy_init.cli.template:template",
     "compose": "comfy_init.cli.compose:compose",
     "snapshot": "comfy_init.cli.snapshot:snapshot",
+    "check": "comfy_init.cli.check:check_command",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():
