@@ -43,13 +43,15 @@ def _resolve(name):
     return getattr(importlib.import_module(module), attribute)
 
 
+# In this order, which is also the order of the fixes: temporaries first (a registry write removes
+# its own stale temporaries silently, so they are removed, and reported, before one happens).
 CHECKERS = (
+    Checker("temporaries", temps.find_temps, temps.fix_temp, fixes=("stray-temporary",)),
     Checker("registry", registry.find_entries, registry.register_orphan, fixes=("unregistered-directory",)),
     Checker("ports-and-gpus", registry.find_ports),
     Checker("tree", tree.find_tree, tree.fix_link, fixes=("link-missing",)),
     Checker("databases", tree.find_databases),
     Checker("writable", writable.find_unwritable),
-    Checker("temporaries", temps.find_temps, temps.fix_temp, fixes=("stray-temporary",)),
     # Built elsewhere, plugged in at merge with one row each:
     # Checker("model-duplicates", "comfy_init.ops.models.duplicates:find_duplicates"),
     # Checker("migration", "comfy_init.ops.migrate.<module>:<find>", "comfy_init.ops.migrate.<module>:<finish>",
