@@ -302,6 +302,26 @@ def test_lookalikes_comfy_init_did_not_make_are_never_reported_or_touched(layout
     assert tree_state(layout.data) == before
 
 
+def test_temporaries_behind_a_link_are_not_comfy_inits_and_are_left_alone(layout, tmp_path):
+    outside = tmp_path / "elsewhere"
+    (outside / ".ComfyUI-Alpha.cloning-0badf00d").mkdir(parents=True)
+    make_old(outside / ".ComfyUI-Alpha.cloning-0badf00d")
+    nodes = layout.instance("a-1").custom_nodes
+    os.rmdir(nodes)
+    os.symlink(outside, nodes)
+    result = check(layout, fix=True)
+    assert [p.kind for p in result.problems] == ["escapes-root"] and result.data["fixed"] == []
+    assert (outside / ".ComfyUI-Alpha.cloning-0badf00d").is_dir()
+
+
+def test_an_orphaned_link_under_instances_is_not_registered(layout):
+    os.symlink("a-1", os.path.join(layout.instances, "d-1"))
+    result = check(layout, fix=True)
+    assert "d-1" not in Registry(layout).load()["instances"]
+    assert ("unregistered-directory", layout.instance("d-1").root) in kinds_at(result)
+    assert ("shared-folder", layout.instance("d-1").root) in kinds_at(result)
+
+
 def test_a_temporary_whose_writer_takes_no_lock_is_reported_with_a_command_and_left(layout):
     path = os.path.join(layout.meta, ".compose.instances.yml.tmp-5-abcdef01")
     open(path, "w").close()

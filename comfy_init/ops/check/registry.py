@@ -87,8 +87,8 @@ def register_orphan(ctx, problem):
     layout = ctx.layout
     instance_id = os.path.basename(problem.path)
     instance = layout.instance(instance_id)
-    if instance.root != problem.path or not os.path.isdir(instance.root):
-        return None
+    if instance.root != problem.path or os.path.islink(instance.root) or not os.path.isdir(instance.root):
+        return None  # gone, or a link (the tree checker judges where it leads): not registered
     mark = read_regular(instance.owner_file)
     owner = None if mark is None else mark.decode("utf-8", "replace").strip()
     if owner not in (None, instance_id):

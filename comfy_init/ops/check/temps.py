@@ -81,9 +81,12 @@ def _names(directory):
 
 
 def candidates(ctx):
-    """Every temporary of comfy-init's making in the tree, stale or not."""
-    found = []
+    """Every temporary of comfy-init's making in the tree, stale or not. Folders reached through a
+    link are not looked in: what a link leads to (perhaps outside the data root) is not ours."""
+    found, real_root = [], os.path.realpath(ctx.layout.data)
     for folder, kinds in _places(ctx):
+        if os.path.realpath(folder) != os.path.join(real_root, os.path.relpath(folder, ctx.layout.data)):
+            continue  # reached through a link: comfy-init makes its temporaries in real folders only
         try:
             entries = list(os.scandir(folder))
         except OSError:
