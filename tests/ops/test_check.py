@@ -78,6 +78,16 @@ def _directory_is_a_link_to_another(layout):
     return "shared-folder", path
 
 
+def _two_outputs_linked_to_one_folder_elsewhere(layout):
+    elsewhere = os.path.join(layout.data, "outputs")
+    os.makedirs(os.path.join(elsewhere, "all"))
+    for instance_id, target in (("a-1", "../../outputs"), ("c-1", "../../outputs/all")):
+        path = layout.instance(instance_id).output
+        os.rmdir(path)
+        os.symlink(target, path)
+    return "shared-folder", layout.instance("c-1").output
+
+
 def _real_directory_where_link_belongs(layout):
     path = layout.instance("a-1").input
     os.unlink(path)
@@ -170,7 +180,7 @@ def _damaged_registry(layout):
     return "registry-damaged", layout.registry
 
 
-PLANTED = [_output_into_other, _directory_is_a_link_to_another, _real_directory_where_link_belongs, _wrong_link,
+PLANTED = [_output_into_other, _directory_is_a_link_to_another, _two_outputs_linked_to_one_folder_elsewhere, _real_directory_where_link_belongs, _wrong_link,
            _escaping_link, _broken_link, _missing_link, _empty_directory_where_link_belongs, _orphaned_directory,
            _entry_without_directory, _not_an_instance_name, _same_port, _same_gpu, _shared_database,
            _hard_linked_database, _damaged_registry]

@@ -14,6 +14,7 @@ from comfy_init.layout import DATABASE_NAME
 from comfy_init.problems import Problem
 from comfy_init.store import locks
 from comfy_init.tree.apply import apply_steps
+from comfy_init.tree.paths import is_inside
 from comfy_init.tree.planner import Planner, plan_tree
 from comfy_init.tree.steps import DESCRIPTIONS, LINK, RELINK, REPLACE_EMPTY_DIR
 
@@ -38,7 +39,44 @@ def find_tree(ctx):
         found += _link_findings(layout, instance)
     if os.path.lexists(layout.compat_base):
         found += _planned(layout, layout.compat_instance(), False)
+    reported = {p.path for p in found if p.kind == "shared-folder"}
+    found += [p for p in _shared_between(ctx) if not any(is_inside(p.path, r) for r in reported)]
     return _once(found)
+
+
+def _shared_between(ctx):
+    """Folders of two instances that resolve to one directory (or one inside the other) anywhere,
+    also outside instances/, where the planner, judging one instance at a time, cannot see it.
+    Each pair is reported once, on the folder that lies inside (or on the later of two equal)."""
+    owners, folders = {}, []
+    for instance_id in ctx.instance_ids:
+        if instance_id in ctx.entries:
+            instance = ctx.layout.instance(instance_id)
+            for path in [instance.root, *instance.own_folders()]:
+                folders.append((instance_id, path, os.path.realpath(path)))
+                owners.setdefault(folders[-1][2], folders[-1])
+    problems = []
+    for instance_id, path, real in folders:
+        other = _owner_above(owners, real, instance_id)
+        if other is not None:
+            problems.append(Problem(
+                "shared-folder", f"resolves to {real}, which overlaps {other[1]} of instance {other[0]!r}: two "
+                "writers would share one folder (and ComfyUI wipes temp at every start)", path=path,
+                fix="replace the link with a real directory of this instance"))
+    return problems
+
+
+def _owner_above(owners, real, instance_id):
+    """The folder of another instance at `real` or at one of its parents."""
+    candidate = real
+    while True:
+        owner = owners.get(candidate)
+        if owner is not None and owner[0] != instance_id:
+            return owner
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            return None
+        candidate = parent
 
 
 def _planned(layout, instance, multi):
