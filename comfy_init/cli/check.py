@@ -5,6 +5,8 @@ import os
 import click
 
 from comfy_init.cli.options import data_option, finish, json_option, layout_for
+from comfy_init.errors import MissingPathError
+from comfy_init.problems import Problem
 
 _ID = click.IntRange(0, 2**31 - 1)
 
@@ -17,7 +19,7 @@ _ID = click.IntRange(0, 2**31 - 1)
 @click.option("--pgid", type=_ID, default=None, metavar="GID",
               help="Its gid (default: --puid's value, or each instance directory's group).")
 @click.option("--app", "app_dir", default=None, metavar="DIR",
-              help="The ComfyUI checkout (default: $COMFY_APP_DIRECTORY or /opt/comfyui; skipped when absent).")
+              help="The ComfyUI checkout (default: $COMFY_APP_DIRECTORY or /opt/comfyui, skipped when absent).")
 @data_option
 @json_option
 def check_command(fix, puid, pgid, app_dir, data_dir, as_json):
@@ -31,5 +33,8 @@ def check_command(fix, puid, pgid, app_dir, data_dir, as_json):
     """
     from comfy_init.ops.check.run import check_data
 
+    if app_dir is not None and not os.path.isdir(app_dir):
+        raise MissingPathError(Problem("missing-path", "--app: no ComfyUI checkout there", path=app_dir,
+                                       fix="pass the folder that holds ComfyUI's main.py, or leave --app out"))
     app = app_dir or os.environ.get("COMFY_APP_DIRECTORY", "").strip() or "/opt/comfyui"
     finish(check_data(layout_for(data_dir), fix=fix, puid=puid, pgid=pgid, app_dir=app), as_json)

@@ -89,5 +89,12 @@ def test_a_checkout_database_is_found_through_comfy_app_directory(tmp_path, monk
     monkeypatch.setenv("COMFY_APP_DIRECTORY", str(app))
     document = envelope(tmp_path / "data")
     assert [p["kind"] for p in document["problems"]] == ["checkout-database"]
-    monkeypatch.delenv("COMFY_APP_DIRECTORY")
-    assert envelope(tmp_path / "data", "--app", str(tmp_path / "none"))["exit_code"] == 0
+    monkeypatch.setenv("COMFY_APP_DIRECTORY", str(tmp_path / "none"))
+    assert envelope(tmp_path / "data")["exit_code"] == 0  # no checkout where the variable says: skipped
+
+
+def test_an_app_option_naming_no_directory_is_66_naming_it(tmp_path):
+    make_tree(tmp_path)
+    document = envelope(tmp_path, "--app", str(tmp_path / "none"))
+    assert (document["exit_code"], document["problems"][0]["kind"]) == (66, "missing-path")
+    assert document["problems"][0]["path"] == str(tmp_path / "none") and "--app" in document["problems"][0]["message"]
