@@ -301,7 +301,10 @@ def test_lookalikes_comfy_init_did_not_make_are_never_reported_or_touched(layout
     lookalikes = [os.path.join(a.output, ".x.tmp-1-abcd"), os.path.join(a.user, "notes.tmp"),
                   os.path.join(layout.meta, "backup.partial"), os.path.join(a.custom_nodes, ".git-clone-tmp"),
                   os.path.join(layout.model_folder("loras"), ".lora.safetensors.tmp-3-abcdef12"),
-                  os.path.join(layout.instances, ".restore-notes.txt")]
+                  os.path.join(layout.instances, ".restore-notes.txt"),
+                  os.path.join(a.root, ".notes.txt.tmp-4-abcdef12"),
+                  os.path.join(a.user, "default", ".workflow.json.tmp-5-abcdef12")]
+    os.makedirs(os.path.join(a.user, "default"))
     for path in lookalikes:
         with open(path, "w") as file:
             file.write("mine")

@@ -41,6 +41,9 @@ _WHAT = {"tmp": "file written atomically", "partial": "snapshot archive being wr
          "restore": "restore staging folder", "relink": "link being re-pointed"}
 
 
+NOT_OURS = object()
+
+
 class Temp:
     __slots__ = ("path", "kind", "lock", "info")
 
@@ -52,7 +55,8 @@ class Temp:
 
 
 def _places(ctx):
-    """(folder, {pattern kind: lock path or None, or a function of the match giving it})."""
+    """(folder, {pattern kind: lock path, None (its writer takes no lock), or a function of the
+    match giving one of those or NOT_OURS})."""
     layout = ctx.layout
     registry_lock = ctx.registry.lock_path
     meta_targets = {REGISTRY_NAME: registry_lock, REGISTRY_NAME + ".bak": registry_lock}
@@ -64,12 +68,20 @@ def _places(ctx):
     places += [(layout.template_dir(name), {"tmp": layout.templates_lock}) for name in _names(layout.shared_configs)]
     for instance_id in ctx.instance_ids:
         instance, lock = layout.instance(instance_id), layout.lock_path(instance_id)
-        places.append((instance.root, {"tmp": lambda match, lock=lock: lock if match["target"] == OWNER_NAME else None,
-                                       "relink": lock}))
+        places.append((instance.root, {"tmp": _only_for({OWNER_NAME}, lock), "relink": lock}))
         places.append((instance.custom_nodes, {"cloning": lock}))
-        for folder in sorted({os.path.dirname(instance.template_target(r)) for r in TEMPLATE_CAPTURED}):
-            places.append((folder, {"tmp": lock}))
+        targets = {}
+        for relative in TEMPLATE_CAPTURED:
+            path = instance.template_target(relative)
+            targets.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+        places += [(folder, {"tmp": _only_for(names, lock)}) for folder, names in sorted(targets.items())]
     return places
+
+
+def _only_for(names, lock):
+    """In a folder others write too: only the temporaries of the files comfy-init writes there
+    (`NOT_OURS` for any other name)."""
+    return lambda match: lock if match["target"] in names else NOT_OURS
 
 
 def _names(directory):
@@ -94,9 +106,9 @@ def candidates(ctx):
         for entry in entries:
             for kind, lock in kinds.items():
                 match = _PATTERNS[kind].match(entry.name)
-                if match is not None:
-                    found.append(Temp(entry.path, kind, lock(match) if callable(lock) else lock,
-                                      entry.stat(follow_symlinks=False)))
+                lock = lock(match) if callable(lock) and match is not None else lock
+                if match is not None and lock is not NOT_OURS:
+                    found.append(Temp(entry.path, kind, lock, entry.stat(follow_symlinks=False)))
                     break
     return found
 
