@@ -30,6 +30,7 @@ class Context:
         self.registry = Registry(layout)
         self.document, self.registry_problems = _load(self.registry)
         self.entries = _entries(layout.instances)
+        self.cache = {}  # what a checker found once and its fixer looks up again
 
     def renewed(self):
         """A fresh look at the same tree with the same options (after fixes)."""

@@ -93,23 +93,35 @@ def _names(directory):
 
 
 def candidates(ctx):
-    """Every temporary of comfy-init's making in the tree, stale or not. Folders reached through a
-    link are not looked in: what a link leads to (perhaps outside the data root) is not ours."""
-    found, real_root = [], os.path.realpath(ctx.layout.data)
-    for folder, kinds in _places(ctx):
-        if os.path.realpath(folder) != os.path.join(real_root, os.path.relpath(folder, ctx.layout.data)):
-            continue  # reached through a link: comfy-init makes its temporaries in real folders only
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
+    """Every temporary of comfy-init's making in the tree, stale or not (looked for once per
+    context). Folders reached through a link are not looked in: what a link leads to (perhaps
+    outside the data root) is not ours."""
+    if "temps" not in ctx.cache:
+        found, real_root = [], os.path.realpath(ctx.layout.data)
+        for folder, kinds in _places(ctx):
+            if os.path.realpath(folder) == os.path.join(real_root, os.path.relpath(folder, ctx.layout.data)):
+                found += _matches(folder, kinds)
+        ctx.cache["temps"] = found
+    return ctx.cache["temps"]
+
+
+def _matches(folder, kinds):
+    try:
+        with os.scandir(folder) as entries:
+            named = [(entry, kind, match, lock) for entry in entries for kind, lock in kinds.items()
+                     if (match := _PATTERNS[kind].match(entry.name)) is not None]
+    except OSError:
+        return []  # missing or unreadable: nothing of ours to judge there
+    found, seen = [], set()
+    for entry, kind, match, lock in named:
+        lock = lock(match) if callable(lock) else lock
+        if lock is NOT_OURS or entry.path in seen:
             continue
-        for entry in entries:
-            for kind, lock in kinds.items():
-                match = _PATTERNS[kind].match(entry.name)
-                lock = lock(match) if callable(lock) and match is not None else lock
-                if match is not None and lock is not NOT_OURS:
-                    found.append(Temp(entry.path, kind, lock, entry.stat(follow_symlinks=False)))
-                    break
+        try:
+            found.append(Temp(entry.path, kind, lock, entry.stat(follow_symlinks=False)))
+        except OSError:
+            continue  # gone while looking
+        seen.add(entry.path)
     return found
 
 
