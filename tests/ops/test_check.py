@@ -431,3 +431,51 @@ def test_a_checker_named_by_module_and_function_is_called_with_the_layout_and_id
     result = check(layout, checkers=table)
     assert SEEN == [(layout.data, ["a-1", "b-1", "c-1"])]
     assert kinds_at(result) == {("failed", layout.data)} and "plugged" in result.data["checks"]
+
+
+# -- every fixer looks again right before it acts ------------------------------------------------
+
+def test_a_temporary_whose_lock_is_taken_between_look_and_fix_is_left(layout):
+    from comfy_init.errors import BusyError
+    from comfy_init.ops.check import temps
+    from comfy_init.ops.check.context import Context
+
+    files, _ = _temporaries(layout)
+    ctx = Context(layout)
+    found = [p for p in temps.find_temps(ctx) if "/backup-snapshots/" in p.path]
+    assert found
+    with flock_held_elsewhere(layout.snapshot_lock("a-1")):
+        for problem in found:
+            with pytest.raises(BusyError):
+                temps.fix_temp(ctx, problem)
+    assert all(os.path.exists(p.path) for p in found)
+
+
+def test_a_temporary_replaced_by_a_new_file_of_its_name_between_look_and_fix_is_left(layout):
+    from comfy_init.ops.check import temps
+    from comfy_init.ops.check.context import Context
+
+    path = make_old_file(os.path.join(layout.meta, ".instance-registry.json.tmp-41-9f3a0c1d"))
+    ctx = Context(layout)
+    [problem] = temps.find_temps(ctx)
+    os.unlink(path)
+    make_old_file(path, b"a new writer's")
+    assert temps.fix_temp(ctx, problem) is None
+    assert open(path, "rb").read() == b"a new writer's"
+
+
+def make_old_file(path, data=b"half"):
+    with open(path, "wb") as file:
+        file.write(data)
+    return make_old(path)
+
+
+def test_a_directory_marked_for_another_instance_is_not_registered(layout):
+    root = layout.instance("x-1").root
+    os.makedirs(root)
+    with open(os.path.join(root, ".comfy-init-instance"), "w") as file:
+        file.write("a-1\n")
+    result = check(layout, fix=True)
+    assert "x-1" not in Registry(layout).load()["instances"]
+    assert [item["problem"]["kind"] for item in result.data["not_fixed"]] == ["shared-folder"]
+    assert {("unregistered-directory", root), ("shared-folder", root)} <= kinds_at(result)

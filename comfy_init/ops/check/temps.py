@@ -165,8 +165,8 @@ def fix_temp(ctx, problem):
                                 fix="leave it; check again later"))
     try:
         again = os.lstat(temp.path)
-        if (again.st_dev, again.st_ino) != (temp.info.st_dev, temp.info.st_ino) or not ctx.is_stale(again):
-            return None
+        if _identity(again) != _identity(temp.info) or not ctx.is_stale(again):
+            return None  # replaced (an inode number can be reused; a ctime cannot be set back), or young
         if stat.S_ISDIR(again.st_mode):
             return _to_trash(ctx.layout, temp.path)
         os.unlink(temp.path)  # a file or a link: never what a link points to
@@ -177,6 +177,10 @@ def fix_temp(ctx, problem):
         raise error_for(Problem("io-error", f"cannot remove it: {error.strerror}", path=temp.path)) from None
     finally:
         lock.release()
+
+
+def _identity(info):
+    return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
 def _to_trash(layout, path):
