@@ -479,3 +479,21 @@ def test_a_directory_marked_for_another_instance_is_not_registered(layout):
     assert "x-1" not in Registry(layout).load()["instances"]
     assert [item["problem"]["kind"] for item in result.data["not_fixed"]] == ["shared-folder"]
     assert {("unregistered-directory", root), ("shared-folder", root)} <= kinds_at(result)
+
+
+def plugged_fix(layout, problem):
+    return f"fixed {problem.path} of {layout.data}"
+
+
+def plugged_find_without_ids(layout):
+    from comfy_init.problems import Problem
+
+    return [Problem("failed", "found by a plug-in that takes the layout only", path=layout.meta, fix="none")]
+
+
+def test_a_plugged_in_fixer_is_called_for_its_kinds_only_and_reported(layout):
+    table = CHECKERS + (Checker("plugged", "tests.ops.test_check:plugged_find_without_ids",
+                                "tests.ops.test_check:plugged_fix", fixes=("failed",)),)
+    result = check(layout, fix=True, checkers=table)
+    assert result.data["fixed"] == [{"kind": "failed", "path": layout.meta, "done": f"fixed {layout.meta} of {layout.data}"}]
+    assert kinds_at(result) == {("failed", layout.meta)}  # it fixed nothing really: found again

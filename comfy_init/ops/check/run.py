@@ -5,11 +5,13 @@ A checker is `find(ctx) -> [Problem]` and, optionally, a safe fixer `fix(ctx, pr
 kinds in `fixes`: it looks again right before it acts, returns what it did (one line), None when
 there is nothing (left) to do safely, or raises a ComfyInitError when it cannot. A checker that
 lives in another package is named "module:function", imported only when check runs, and called
-with the plain values (`find(layout, instance_ids=...)`, `fix(layout, problem)`), so it plugs in
+with the plain values (`find(layout)`, or `find(layout, instance_ids=...)` when it takes them;
+`fix(layout, problem)`), so it plugs in
 with one row and check does not import what it does not run.
 """
 
 import importlib
+import inspect
 
 from comfy_init.errors import ComfyInitError
 from comfy_init.ops.check import registry, temps, tree, writable
@@ -29,7 +31,9 @@ class Checker:
 
     def find(self, ctx):
         if isinstance(self._find, str):
-            return list(_resolve(self._find)(ctx.layout, instance_ids=ctx.instance_ids))
+            find = _resolve(self._find)
+            takes_ids = "instance_ids" in inspect.signature(find).parameters
+            return list(find(ctx.layout, instance_ids=ctx.instance_ids) if takes_ids else find(ctx.layout))
         return list(self._find(ctx))
 
     def fix(self, ctx, problem):
