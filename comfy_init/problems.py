@@ -56,6 +56,13 @@ KINDS = {
     "unsafe-member": (errors.DATAERR, "a snapshot archive holds a member a restore must never write"),
     # migration (comfy-init migrate)
     "migration-unfinished": (errors.FAILED, "a migration journal records a migration that stopped before its end"),
+    # check (comfy-init check): findings about a whole tree
+    "link-missing": (errors.DATAERR, "a link an instance needs is missing, or an empty directory or absolute link stands there"),
+    "unregistered-directory": (errors.DATAERR, "a directory under instances/ that the registry does not configure"),
+    "missing-instance-directory": (errors.DATAERR, "the registry configures an instance whose directory is missing"),
+    "shared-database": (errors.DATAERR, "two instances use one ComfyUI database file"),
+    "checkout-database": (errors.DATAERR, "a ComfyUI database in the ComfyUI checkout, where old releases share it"),
+    "stray-temporary": (errors.FAILED, "a temporary file or folder that a killed comfy-init left behind"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

@@ -17,6 +17,7 @@ from comfy_init.cli.lazy import LazyGroup
     "migrate": "comfy_init.cli.migrate:migrate_command",
     "verify-fs": "comfy_init.cli.verify_fs:verify_fs_command",
     "status": "comfy_init.cli.status:status",
+    "check": "comfy_init.cli.check:check_command",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():
