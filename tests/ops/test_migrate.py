@@ -213,11 +213,11 @@ def test_unfinished_journal_is_a_problem_until_resumed(tmp_path):
         migrate(layout, instance_id="main")
         os._exit(0)
     os.waitpid(child, 0)
-    problem = unfinished(layout)
-    assert problem is not None and problem.kind == "migration-unfinished"
+    [problem] = unfinished(layout)
+    assert problem.kind == "migration-unfinished"
     assert migrate(layout, instance_id="main", dry_run=True).data["resume"] is True
     assert migrate(layout, instance_id="main").exit_code == 0
-    assert unfinished(layout) is None
+    assert unfinished(layout) == []
 
 
 def test_what_instance_create_refuses_is_refused_before_the_journal_starts(tmp_path):
@@ -267,3 +267,29 @@ def test_refuses_while_a_container_runs_the_old_tree_in_compatibility_mode(tmp_p
     finally:
         os.kill(holder, 9)
         os.waitpid(holder, 0)
+
+
+def test_check_finds_an_unfinished_migration_and_fix_finishes_it(tmp_path):
+    from comfy_init.ops.migrate import journal as journal_module
+
+    data = tmp_path / "data"
+    root = build(str(data), "compat")
+    before = resolved_manifests(root)
+    layout = Layout(str(data))
+    child = os.fork()
+    if child == 0:
+        journal_module.after_record = lambda count: os.kill(os.getpid(), 9) if count == 9 else None
+        migrate(layout, instance_id="main")
+        os._exit(0)
+    os.waitpid(child, 0)
+    from click.testing import CliRunner
+
+    from comfy_init.cli.main import cli
+
+    found = json.loads(CliRunner().invoke(cli, ["check", "--data", str(data), "--json"]).output)
+    assert "migration-unfinished" in {problem["kind"] for problem in found["problems"]}
+    fixed = CliRunner().invoke(cli, ["check", "--fix", "--data", str(data), "--json"])
+    document = json.loads(fixed.output)
+    assert "migration-unfinished" not in {problem["kind"] for problem in document["problems"]}
+    assert unfinished(layout) == []
+    assert_carried(before, layout, root)

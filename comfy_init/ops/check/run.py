@@ -58,8 +58,8 @@ CHECKERS = (
     Checker("writable", writable.find_unwritable),
     # Built elsewhere, plugged in at merge with one row each:
     # Checker("model-duplicates", "comfy_init.ops.models.duplicates:find_duplicates"),
-    # Checker("migration", "comfy_init.ops.migrate.<module>:<find>", "comfy_init.ops.migrate.<module>:<finish>",
-    #         fixes=("<its kind>",)),
+    Checker("migration", "comfy_init.ops.migrate.migration:unfinished",
+            "comfy_init.ops.migrate.migration:finish_unfinished", fixes=("migration-unfinished",)),
 )
 
 

@@ -304,11 +304,24 @@ def _roll_back(layout, journal, progress):
 
 
 def unfinished(layout):
-    """A Problem when a migration journal is unfinished (for `check`), else None."""
+    """For `check`: a `migration-unfinished` Problem when the journal records a migration (or a
+    rollback) that stopped before its end."""
+    journal = Journal.read(layout.migration_journal)
+    if journal is None or journal.state in (FINISHED, ROLLED_BACK):
+        return []
+    fix = ("comfy-init migrate --rollback --yes" if journal.state == "rolling-back"
+           else "comfy-init migrate --yes (it resumes), or comfy-init migrate --rollback --yes")
+    return [Problem("migration-unfinished", f"records a migration that stopped ({journal.state})",
+                    path=layout.migration_journal, fix=f"run `{fix}` with the same --data (check --fix resumes it)")]
+
+
+def finish_unfinished(layout, problem):
+    """`check --fix`: finish what the journal records: the rollback it began, else the migration."""
     journal = Journal.read(layout.migration_journal)
     if journal is None or journal.state in (FINISHED, ROLLED_BACK):
         return None
-    fix = ("comfy-init migrate --rollback" if journal.state == "rolling-back"
-           else "comfy-init migrate --yes (it resumes), or comfy-init migrate --rollback")
-    return Problem("migration-unfinished", f"records a migration that stopped ({journal.state})",
-                   path=layout.migration_journal, fix=f"run `{fix}` with the same --data")
+    rolling_back = journal.state == "rolling-back"
+    result = rollback(layout) if rolling_back else migrate(layout, instance_id=journal.plan["instance"])
+    if result.exit_code:
+        raise error_for(*result.problems)
+    return f"{'rolled back' if rolling_back else 'finished'} the migration recorded in {layout.migration_journal}"
