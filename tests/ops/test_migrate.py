@@ -293,3 +293,18 @@ def test_check_finds_an_unfinished_migration_and_fix_finishes_it(tmp_path):
     assert "migration-unfinished" not in {problem["kind"] for problem in document["problems"]}
     assert unfinished(layout) == []
     assert_carried(before, layout, root)
+
+
+def test_rollback_after_changes_still_ends_and_loses_nothing(tmp_path):
+    data = tmp_path / "data"
+    root = build(str(data), "compat")
+    layout = Layout(str(data))
+    assert migrate(layout, instance_id="main").exit_code == 0
+    new_output = f"{layout.instance('main').output}/made-after-the-migration.png"
+    with open(new_output, "wb") as file:
+        file.write(b"new")
+    result = rollback(layout)
+    assert result.exit_code == 1 and "made-after-the-migration.png" in result.problems[0].message
+    assert result.data["state"] == "rolled-back" and unfinished(layout) == []
+    with open(f"{root}/output/made-after-the-migration.png", "rb") as file:
+        assert file.read() == b"new", "it came back with its folder"

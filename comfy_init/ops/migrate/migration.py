@@ -76,6 +76,13 @@ def _port_in_use(port):
     return port_in_use("0.0.0.0", port)
 
 
+def _link_text(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
 def _unreadable(plan, entries):
     """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused),
     nor can it carry sockets and devices."""
@@ -96,8 +103,9 @@ def _unreadable(plan, entries):
 
 def _notes(source):
     notes = [f"{path} stays where it is (ComfyUI empties temp at every start; it is not carried)"
-             if os.path.basename(path) in sources.NOT_CARRIED else f"{path} is a link and stays as it is"
-             for path in source.left]
+             if os.path.basename(path) in sources.NOT_CARRIED else
+             f"{path} is a link to {_link_text(path)!r} and stays as it is: what it points to is not moved "
+             "(mount or move that folder to its new place yourself)" for path in source.left]
     for path in source.model_path_files():
         notes.append(f"{path} names model folders of its own: keep them by moving their files into shared/models, "
                      "or pass the file to ComfyUI with CLI_ARGS='--extra-model-paths-config <path>'")
@@ -293,13 +301,17 @@ def _roll_back(layout, journal, progress):
             progress(len(plan["steps"]) - index, len(plan["steps"]))
     report = verify_rollback(plan, _manifest(layout))
     journal.append("verified", **report)
-    if report["differences"]:
-        raise error_for(Problem("failed", f"the old tree differs from its manifest in {len(report['differences'])} "
-                                f"entries (first: {report['differences'][0]})", path=layout.migration_journal,
-                                fix="see docs/migration.md (Recovering); nothing was deleted"))
+    # Every step is undone: the rollback is over even when files changed since the migration (they
+    # came back with their folders; nothing was deleted), so it is never stuck half-way.
     journal.append(ROLLED_BACK)
     _archive_finished(layout)
-    return Result("migrate --rollback", {"state": ROLLED_BACK, "verified": report},
+    data = {"state": ROLLED_BACK, "verified": report}
+    if report["differences"]:
+        return Result("migrate --rollback", data, problems=[Problem(
+            "failed", f"rolled back, but {report['difference_count']} entries differ from the manifest taken before "
+            f"the migration (first: {report['differences'][0]}): changed since then?", path=layout.data,
+            fix="look at them (--json lists the first 50); nothing was deleted")])
+    return Result("migrate --rollback", data,
                   [f"rolled back: {report['entries']} entries are where they were before the migration"])
 
 
