@@ -56,6 +56,7 @@ KINDS = {
     "unsafe-member": (errors.DATAERR, "a snapshot archive holds a member a restore must never write"),
     # migration (comfy-init migrate)
     "migration-unfinished": (errors.FAILED, "a migration journal records a migration that stopped before its end"),
+    "migration-in-progress": (errors.TEMPFAIL, "an unfinished migration involves this instance: it must end first"),
     # check (comfy-init check): findings about a whole tree
     "link-missing": (errors.DATAERR, "a link an instance needs is missing, or an empty directory or absolute link stands there"),
     "unregistered-directory": (errors.DATAERR, "a directory under instances/ that the registry does not configure"),

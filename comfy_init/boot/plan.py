@@ -7,8 +7,9 @@ import shlex
 from comfy_init.comfyui.checkout import probe_checkout
 from comfy_init.comfyui.command import build_command
 from comfy_init.comfyui.gpu import resolve_device
-from comfy_init.errors import ComfyInitError
+from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.results import Result
+from comfy_init.store.migration_journal import blocking_start
 from comfy_init.tree.checkout_links import plan_checkout_links
 from comfy_init.tree.planner import plan_tree
 
@@ -64,6 +65,10 @@ def plan_steps(config, checkout):
 
 
 def make_plan(config, environ, extra_args):
+    # First: on a half-migrated tree every other finding would be a symptom of the migration.
+    blocked = blocking_start(config.layout, config.instance_id, config.multi_instance)
+    if blocked is not None:
+        raise error_for(blocked)
     checkout = probe_checkout(config.app_dir)
     steps = plan_steps(config, checkout)
     device, reason = resolve_device(config.device, environ)

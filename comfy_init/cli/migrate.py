@@ -31,14 +31,15 @@ class _Counter:
 @click.command("migrate")
 @click.option("--from", "from_path", metavar="PATH", default=None,
               help="The old layout's folder (default: DATA/comfy, or the folders at the data root).")
-@click.option("--to-instance", "instance_id", metavar="ID", default="main", show_default=True,
-              help="The instance the old tree becomes.")
+@click.option("--to-instance", "instance_id", metavar="ID", default=None,
+              help="The instance the old tree becomes (default: main; a rerun: the one recorded).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Its port, when it is registered now (default: the next free one from 8193).")
 @click.option("--variant", type=click.Choice(["core", "complete", "cpu"]), default="core", show_default=True,
               help="Which image runs it, when it is registered now.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--rollback", is_flag=True, help="Return a finished or interrupted migration to the old layout.")
+@click.option("--rollback", is_flag=True,
+              help="Return a finished or interrupted migration to the old layout (with --dry-run: say what it would undo).")
 @click.option("--yes", is_flag=True, help="Do not ask (needed without a terminal).")
 @data_option
 @json_option
@@ -61,11 +62,11 @@ def migrate_command(from_path, instance_id, port, variant, dry_run, rollback, ye
         if not sys.stdin.isatty():
             raise UsageError(Problem("usage", f"{'rolling back' if rollback else 'migrating'} {layout.data} needs "
                                      "confirmation", fix="look at the plan with --dry-run, then pass --yes"))
-        what = "Undo the last migration" if rollback else f"Migrate {layout.data} to instance {instance_id!r}"
+        what = "Undo the last migration" if rollback else f"Migrate {layout.data} to instance {instance_id or 'main'!r}"
         click.confirm(f"{what}?", abort=True)
     progress = _Counter()
     if rollback:
-        result = roll_back(layout, progress=progress)
+        result = roll_back(layout, progress=progress, dry_run=dry_run)
     else:
         result = migrate(layout, from_path=from_path, instance_id=instance_id, port=port, variant=variant,
                          dry_run=dry_run, progress=progress)

@@ -20,6 +20,7 @@ from comfy_init.results import Result
 from comfy_init.store import claims, conflicts
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import unused_name
+from comfy_init.store.migration_journal import refuse_while_migrating
 from comfy_init.store.registry import Registry
 from comfy_init.tree.apply import apply_steps
 from comfy_init.tree.planner import plan_tree
@@ -276,6 +277,7 @@ def _delete(layout, instance_id, keep_data, snapshot=True):
     if instance_id not in registry.load()["instances"] and not os.path.lexists(instance.root):
         raise error_for(Problem("unknown-instance", f"no instance {instance_id!r} in {layout.data}",
                                 fix="`comfy-init instance list` shows the instances"))
+    refuse_while_migrating(layout, instance_id, f"deleting {instance_id!r}")
     lock = claims.lock_stopped(registry, instance_id, "stop its container first")
     try:
         taken = _snapshot_before_delete(layout, instance) if snapshot and not keep_data else None
@@ -354,6 +356,10 @@ def trash_entries(layout):
 
 def purge_trash(layout):
     """Remove what `instance delete` moved to meta/trash: the only command that deletes files."""
+    try:
+        refuse_while_migrating(layout, None, "emptying the trash (it holds what a migration parked)")
+    except ComfyInitError as error:
+        return Result.failure("instance purge", error)
     import shutil
 
     removed = []

@@ -16,6 +16,7 @@ from comfy_init.ops.snapshot import catalog
 from comfy_init.ops.snapshot.create import take_snapshot
 from comfy_init.problems import Problem
 from comfy_init.results import Result
+from comfy_init.store.migration_journal import refuse_while_migrating
 from comfy_init.store import claims, conflicts, locks
 from comfy_init.store.files import io_failure
 from comfy_init.store.registry import Registry
@@ -174,6 +175,7 @@ def _target_of(snapshot, to):
 
 
 def _hold_instance(layout, instance_id):
+    refuse_while_migrating(layout, instance_id, f"restoring into {instance_id!r}")
     return claims.lock_stopped(Registry(layout), instance_id,
                                "stop its container first; a restore never replaces a running instance")
 

@@ -65,7 +65,7 @@ def test_old_tree_on_another_filesystem_is_copied_verified_then_removed(tmp_path
     assert os.stat(copied).st_blocks * 512 <= 1 << 20, "holes stay holes (a copy writes 1 MiB chunks that hold data)"
     output = layout.instance("main").output
     assert os.stat(f"{output}/hard-link.png").st_ino == os.stat(f"{output}/ComfyUI_00001_.png").st_ino
-    assert not any(name.endswith(".comfy-init-copying") for name in os.listdir(layout.shared_models))
+    assert not any(".comfy-init-copying-" in name for name in os.listdir(layout.shared_models))
     # Back across: the old disk holds its tree again.
     assert rollback(layout).exit_code == 0
     for name in before:
@@ -125,7 +125,7 @@ def test_kills_during_a_copy_across_filesystems_then_resume_or_roll_back(tmp_pat
     import signal
     import time
 
-    from comfy_init.ops.migrate import journal as journal_module
+    from comfy_init.store import migration_journal as journal_module
     from tests.ops.test_migrate_kills import _in_child
 
     old_disk = mount_tmpfs(tmp_path / "old-disk", "256m")
@@ -145,7 +145,7 @@ def test_kills_during_a_copy_across_filesystems_then_resume_or_roll_back(tmp_pat
             os.kill(child, signal.SIGKILL)
         _, status = os.waitpid(child, 0)
         runs += os.WIFSIGNALED(status)
-        partial += any(name.endswith(".comfy-init-copying") for _, dirs, _ in os.walk(data) for name in dirs)
+        partial += any(".comfy-init-copying-" in name for _, dirs, _ in os.walk(data) for name in dirs)
         if attempt % 2 == 0:
             result = migrate(layout, from_path=old, instance_id="main")
             assert result.exit_code == 0, result.problems

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from comfy_init.cli.main import cli
 from comfy_init.layout import Layout
 from comfy_init.ops.migrate import copying, steps
-from comfy_init.ops.migrate import journal as journal_module
-from comfy_init.ops.migrate.journal import Journal
+from comfy_init.store import migration_journal as journal_module
+from comfy_init.store.migration_journal import Journal
 from comfy_init.ops.migrate.migration import migrate, rollback
 from tests.support.oldtrees import build, fill
 
@@ -102,7 +102,7 @@ def test_copy_step_of_an_empty_directory_is_idempotent(tmp_path, shm):
     os.mkdir(src)
     os.mkdir(dst)  # the empty folder the instance tree puts there
     step = {"step": "copy", "src": src, "dst": dst, "ino": os.lstat(src).st_ino, "dir": True,
-            "parents": False, "replaces_empty": True}
+            "parents": False, "replaces_empty": True, "token": "0123456789ab"}
     steps.do_copy(step)
     steps.do_copy(step)  # the same step again, as after a kill before its `end` record
 
@@ -327,10 +327,13 @@ def test_a_deep_tree_across_filesystems_gets_no_traceback(tmp_path, shm):
     subprocess.run(["mkdir", "-p", old + "/custom_nodes" + "/d" * 1100], check=True)
     data = tmp_path / "data"
     data.mkdir()
-    done = subprocess.run([sys.executable, "-m", "comfy_init", "migrate", "--data", str(data), "--from", old, "--yes"],
-                          capture_output=True)
-    assert b"Traceback" not in done.stderr, done.stderr[-600:]
-    assert done.returncode == 0, done.stderr[-600:]
+    try:
+        done = subprocess.run([sys.executable, "-m", "comfy_init", "migrate", "--data", str(data), "--from", old,
+                               "--yes"], capture_output=True)
+        assert b"Traceback" not in done.stderr, done.stderr[-600:]
+        assert done.returncode == 0, done.stderr[-600:]
+    finally:
+        subprocess.run(["rm", "-rf", str(data)], check=False)  # pytest's cleanup recurses: too deep for it
 
 
 # --- 14. a rerun after an interruption with another --to-instance silently migrates to the old one -----
@@ -498,7 +501,7 @@ def test_an_old_folder_that_is_a_mount_point_is_refused_in_the_plan(tmp_path):
         subprocess.run(["cp", "-a", f"{tmp_path}/output.before/.", f"{root}/output/"], check=True)
         plan = migrate(layout, instance_id="main", dry_run=True)
         run = migrate(layout, instance_id="main")
-        if run.exit_code != 0:
+        if run.exit_code != 0 and Journal.read(layout.migration_journal) is not None:
             again, back = migrate(layout, instance_id="main"), rollback(layout)
             assert 0 in (again.exit_code, back.exit_code), (run.problems, again.problems, back.problems)
         # best: the plan names the mount point and says to mount the disk at instances/main/output instead

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from comfy_init.layout import Layout
-from comfy_init.ops.migrate import journal as journal_module
+from comfy_init.store import migration_journal as journal_module
 from comfy_init.ops.migrate.migration import migrate, rollback
 from tests.ops.test_migrate import assert_carried
 from tests.support.oldtrees import build, old_manifests, resolved_manifests
@@ -60,7 +60,9 @@ def _finish_or_roll_back(layout, root, resolved, exact, forward):
         result = migrate(layout, instance_id="main")
         assert result.exit_code == 0, result.problems
         assert_carried(resolved, layout, root)
-        assert not os.path.lexists(layout.compat_base + "/models.comfy-init-copying")
+        leftovers = [name for _, dirs, files in os.walk(layout.data) for name in dirs + files
+                     if ".comfy-init-copying-" in name or ".comfy-init-relink-" in name]
+        assert not leftovers, leftovers
     else:
         result = rollback(layout) if journal_module.Journal.read(layout.migration_journal) else None
         assert result is None or result.exit_code == 0, result.problems

@@ -115,22 +115,23 @@ def lexical_target(link_path, text):
 
 
 def differences(old, new, same_inode):
-    """What differs between two entries of one file (empty when they are the same file)."""
-    found = []
+    """(lost, changed): what says this is not the same file, and what a writer may have changed
+    since (mode, size, time, content). Both empty when they are the same file, untouched."""
     if old[TYPE] != new[TYPE]:
-        return [f"was a {_name(old[TYPE])}, is a {_name(new[TYPE])}"]
+        return [f"was a {_name(old[TYPE])}, is a {_name(new[TYPE])}"], []
+    if same_inode and old[INODE] != new[INODE] and old[TYPE] not in (DIRECTORY, LINK):
+        return ["it is another file (its inode changed)"], []
+    changed = []
     if old[MODE] != new[MODE] and old[TYPE] != LINK:
-        found.append(f"mode {old[MODE]:o} became {new[MODE]:o}")
+        changed.append(f"mode {old[MODE]:o} became {new[MODE]:o}")
     if old[TYPE] == FILE:
         if old[SIZE] != new[SIZE]:
-            found.append(f"size {old[SIZE]} became {new[SIZE]}")
+            changed.append(f"size {old[SIZE]} became {new[SIZE]}")
         if old[MTIME] != new[MTIME]:
-            found.append("its modification time changed")
+            changed.append("its modification time changed")
         if old[DIGEST] not in (None, UNREADABLE) and new[DIGEST] not in (None, UNREADABLE, old[DIGEST]):
-            found.append("its content changed")
-    if same_inode and old[INODE] != new[INODE] and old[TYPE] not in (DIRECTORY, LINK):
-        found.append("it is another file (its inode changed)")
-    return found
+            changed.append("its content changed")
+    return [], changed
 
 
 def _name(kind):

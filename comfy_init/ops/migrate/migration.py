@@ -4,7 +4,8 @@ Under the migration lock and the locks of the target instance and of compatibili
 ComfyUI can start on either tree meanwhile): find the layout, walk it once into a manifest (the
 proof of what was there), plan, record the plan in the journal, run each step between `begin`
 and `end` records, and verify the moved tree against the manifest. The same command after a kill
-resumes; `--rollback` walks the journal back.
+resumes; `--rollback` walks the journal back, and always ends: a step it cannot undo is reported,
+never a reason to stop half-way.
 """
 
 import json
@@ -13,117 +14,46 @@ import os
 from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.layout import COMPAT_INSTANCE_ID
 from comfy_init.ops.migrate import sources, steps as step_functions
-from comfy_init.ops.migrate.journal import FINISHED, ROLLED_BACK, Journal
-from comfy_init.ops.migrate.manifest import DIGEST, OTHER, TYPE, UNREADABLE, Walk
-from comfy_init.ops.migrate.plan import Plan, Planner, database_problems, relocator
+from comfy_init.ops.migrate.planning import make_plan
 from comfy_init.ops.migrate.prepare import do_prepare, undo_prepare
-from comfy_init.ops.migrate.report import plan_lines, space_problems
+from comfy_init.ops.migrate.report import plan_lines
 from comfy_init.ops.migrate.verify import verify_forward, verify_rollback
 from comfy_init.problems import Problem
 from comfy_init.results import Result
-from comfy_init.store import claims, conflicts
+from comfy_init.store import claims, conflicts, locks
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import io_failure, read_regular, write_atomic
-from comfy_init.store.locks import try_lock
+from comfy_init.store.migration_journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal
 from comfy_init.store.registry import Registry
-from comfy_init.tree.paths import is_inside
 
-COMMAND = "migrate"
+COMMAND, ROLLBACK = "migrate", "migrate --rollback"
+DEFAULT_INSTANCE = "main"
 FORWARD = {"prepare": do_prepare, "move": step_functions.do_move, "copy": step_functions.do_copy,
-           "rmdir": step_functions.do_rmdir, "compat-link": step_functions.do_compat_link,
-           "relink": step_functions.do_relink, "owner": step_functions.do_owner}
+           "park": step_functions.do_park, "rmdir": step_functions.do_rmdir,
+           "compat-link": step_functions.do_compat_link, "relink": step_functions.do_relink,
+           "owner": step_functions.do_owner}
 BACKWARD = {"prepare": undo_prepare, "move": step_functions.undo_move, "copy": step_functions.undo_copy,
-            "rmdir": step_functions.undo_rmdir, "compat-link": step_functions.undo_compat_link,
-            "relink": step_functions.undo_relink, "owner": step_functions.undo_owner}
+            "park": step_functions.undo_park, "rmdir": step_functions.undo_rmdir,
+            "compat-link": step_functions.undo_compat_link, "relink": step_functions.undo_relink,
+            "owner": step_functions.undo_owner}
+RECOVERING = "see docs/migration.md, Recovering"
 
 
-def make_plan(layout, source, instance_id, *, port=None, variant="core", progress=None, hash_small=True):
-    """The Plan and the old tree's manifest (path -> entry)."""
-    walk = Walk(progress, hash_small=hash_small)
-    for path in source.folders.values():
-        walk.tree(path)
-    plan = Plan(source, instance_id, layout.trash_entry(f"migration-{instance_id}-{utc_stamp()}"))
-    plan.problems += sources.source_problems(layout, source) + database_problems(source)
-    plan.problems += [Problem("invalid-data", "is a mount point inside the old tree: a rename cannot carry it",
-                              path=path, fix="unmount it (mount it at its new place after the migration), "
-                                             "then migrate again") for path in walk.foreign]
-    plan.problems += [Problem("cannot-look", f"cannot be read ({why})", path=path,
-                              fix="make it readable for this user, or run migrate as its owner")
-                      for path, why in walk.failures]
-    instance = layout.instance(instance_id)
-    document = Registry(layout).load()
-    registered = instance_id in document["instances"]
-    if not registered:  # what `instance create` would refuse, refused before the journal starts
-        plan.problems += conflicts.id_problems(instance_id, creating=True)
-        if port is not None:
-            plan.problems += conflicts.port_problems(document, instance_id, port, _port_in_use)
-    plan.add("prepare", id=instance_id, register=not registered, port=port, variant=variant)
-    planner = Planner(layout, plan, walk)
-    for name in sorted(source.folders):
-        planner.folder(name, source.folders[name], source.destination(layout, instance, name))
-    planner.relinks(relocator(plan.steps))
-    if source.kind == sources.COMPAT:
-        plan.add("owner", path=layout.compat_instance(source.root).owner_file, id=instance_id)
-    plan.notes += _notes(source)
-    _unreadable(plan, walk.entries)
-    plan.problems += space_problems(plan, layout)
-    return plan, walk.entries
-
-
-def _port_in_use(port):
-    from comfy_init.comfyui.endpoint import port_in_use
-
-    return port_in_use("0.0.0.0", port)
-
-
-def _link_text(path):
-    try:
-        return os.readlink(path)
-    except OSError:
-        return "?"
-
-
-def _unreadable(plan, entries):
-    """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused),
-    nor can it carry sockets and devices."""
-    copied = [step["src"] for step in plan.steps if step["step"] == "copy"]
-    for path, entry in entries.items():
-        if entry[TYPE] == OTHER and any(is_inside(path, root) for root in copied):
-            plan.problems.append(Problem("invalid-data", "is a FIFO, socket or device file, which cannot be copied "
-                                         "to another filesystem", path=path,
-                                         fix="remove it (its program recreates it), then migrate again"))
-        if entry[DIGEST] != UNREADABLE:
-            continue
-        if any(is_inside(path, root) for root in copied):
-            plan.problems.append(Problem("cannot-look", "cannot be read, and must be copied to another filesystem",
-                                         path=path, fix="make it readable for this user, or migrate as its owner"))
-        else:
-            plan.unreadable.append(path)
-
-
-def _notes(source):
-    notes = [f"{path} stays where it is (ComfyUI empties temp at every start; it is not carried)"
-             if os.path.basename(path) in sources.NOT_CARRIED else
-             f"{path} is a link to {_link_text(path)!r} and stays as it is: what it points to is not moved "
-             "(mount or move that folder to its new place yourself)" for path in source.left]
-    for path in source.model_path_files():
-        notes.append(f"{path} names model folders of its own: keep them by moving their files into shared/models, "
-                     "or pass the file to ComfyUI with CLI_ARGS='--extra-model-paths-config <path>'")
-    return notes
-
-
-def migrate(layout, *, from_path=None, instance_id="main", port=None, variant="core", dry_run=False,
+def migrate(layout, *, from_path=None, instance_id=None, port=None, variant="core", dry_run=False,
             progress=None):
+    """`instance_id`/`from_path` None: not given (a resume then takes the journal's)."""
     try:
-        problems = conflicts.id_problems(instance_id)
+        problems = conflicts.id_problems(instance_id) if instance_id is not None else []
         if problems:
             raise error_for(*problems)
         journal = Journal.read(layout.migration_journal)
         if journal is not None and journal.state not in (FINISHED, ROLLED_BACK):
+            _same_request(journal, instance_id, from_path)
             return _resume(layout, journal, dry_run, progress)
         source = _source(layout, from_path, journal)
         if source is None:
             return _nothing(layout, journal)
+        instance_id = instance_id or DEFAULT_INSTANCE
         if dry_run:
             plan, _ = make_plan(layout, source, instance_id, port=port, variant=variant, progress=progress,
                                 hash_small=False)
@@ -146,13 +76,27 @@ def _io(error):
     return io_failure(error.filename or "?", "cannot migrate", error)
 
 
+def _same_request(journal, instance_id, from_path):
+    """A rerun finishes the recorded migration: options that ask for another one are refused."""
+    plan = journal.plan
+    if instance_id is not None and instance_id != plan["instance"]:
+        raise error_for(Problem("usage", f"--to-instance {instance_id!r}: an interrupted migration to instance "
+                                f"{plan['instance']!r} is recorded", path=journal.path,
+                                fix=f"finish it first (leave out --to-instance, or pass {plan['instance']!r}), "
+                                    "or undo it with --rollback"))
+    if from_path is not None and os.path.realpath(from_path) != plan["source"]["root"]:
+        raise error_for(Problem("usage", f"--from {from_path!r}: an interrupted migration of "
+                                f"{plan['source']['root']} is recorded", path=journal.path,
+                                fix="finish it first (leave out --from), or undo it with --rollback"))
+
+
 def _source(layout, from_path, journal):
     """The layout to migrate; None also when `--from` names the tree a finished journal moved."""
     try:
         return sources.find_source(layout, from_path)
     except ComfyInitError:
         finished = journal is not None and journal.state == FINISHED
-        if finished and os.path.abspath(from_path or "") == journal.plan["source"]["root"]:
+        if finished and os.path.realpath(from_path or "") == journal.plan["source"]["root"]:
             return None
         raise
 
@@ -177,7 +121,7 @@ class _migration_locks:
 
     def __enter__(self):
         os.makedirs(self.layout.locks, exist_ok=True)
-        lock = try_lock(self.layout.migration_lock)
+        lock = locks.try_lock(self.layout.migration_lock)
         if lock is None:
             raise error_for(Problem("lock-timeout", "another comfy-init migrate runs on this tree",
                                     path=self.layout.migration_lock, fix="wait for it to finish"))
@@ -216,17 +160,20 @@ def _archive_finished(layout):
             os.rename(path, f"{base}.{stamp}.{journal.state}{extension}")
 
 
+def _running_now(layout):
+    return locks.held_elsewhere(layout.migration_lock)
+
+
 def _resume(layout, journal, dry_run, progress):
-    state = journal.state
-    if state == "rolling-back":
+    if journal.state == ROLLING_BACK:
         raise error_for(Problem("usage", "a rollback of the last migration was interrupted",
-                                path=layout.migration_journal, fix="finish it: comfy-init migrate --rollback"))
+                                path=layout.migration_journal, fix="finish it: comfy-init migrate --rollback --yes"))
     plan = journal.plan
     if dry_run:
-        return Result(COMMAND, {"dry_run": True, "resume": True, "plan": plan},
-                      [f"an interrupted migration to instance {plan['instance']!r} is recorded in "
-                       f"{layout.migration_journal}: `comfy-init migrate --yes` finishes it, "
-                       "`comfy-init migrate --rollback` undoes it"])
+        now = "runs now" if _running_now(layout) else "was interrupted"
+        return Result(COMMAND, {"dry_run": True, "resume": True, "running": now == "runs now", "plan": plan},
+                      [f"a migration to instance {plan['instance']!r} {now} ({layout.migration_journal}): "
+                       "`comfy-init migrate --yes` finishes it, `comfy-init migrate --rollback --yes` undoes it"])
     with _migration_locks(layout, plan["instance"]):
         return _run(layout, journal, progress, [f"resuming the migration recorded in {layout.migration_journal}"])
 
@@ -249,15 +196,15 @@ def _run(layout, journal, progress, lines):
     report = verify_forward(layout, plan, _manifest(layout))
     journal.append("verified", **report)
     if report["differences"]:
-        raise error_for(Problem("failed", f"the moved tree differs from the old one in {len(report['differences'])} "
-                                f"entries (first: {report['differences'][0]})", path=layout.migration_journal,
-                                fix="`comfy-init migrate --rollback` returns to the old layout; "
-                                    "see docs/migration.md"))
+        raise error_for(Problem("failed", f"the moved tree misses or mismatches {report['difference_count']} entries "
+                                f"of the old one (first: {report['differences'][0]})", path=layout.migration_journal,
+                                fix="`comfy-init migrate --rollback --yes` returns to the old layout; " + RECOVERING))
     journal.append(FINISHED)
     instance_id = plan["instance"]
-    lines = lines + [f"verified: {report['entries']} entries are at their new places, as they were",
-                     f"start it: COMFY_MULTI_INSTANCE=true COMFY_INSTANCE_ID={instance_id} (or docker compose "
-                     f"up {instance_id} with the file `comfy-init compose` writes)"]
+    lines = lines + [f"verified: {report['matched']} entries are at their new places, as they were"]
+    lines += [f"  changed since the plan (kept): {text}" for text in report["changed"]]
+    lines.append(f"start it: COMFY_MULTI_INSTANCE=true COMFY_INSTANCE_ID={instance_id} (or docker compose "
+                 f"up {instance_id} with the file `comfy-init compose` writes)")
     return Result(COMMAND, {"state": FINISHED, "instance": instance_id, "journal": layout.migration_journal,
                             "verified": report, "plan": plan}, lines)
 
@@ -266,54 +213,82 @@ def _manifest(layout):
     data = read_regular(layout.migration_manifest)
     if data is None:
         raise error_for(Problem("missing-path", "is missing: the old tree's manifest, which proves the migration",
-                                path=layout.migration_manifest, fix="see docs/migration.md (Recovering)"))
+                                path=layout.migration_manifest, fix=RECOVERING))
     return json.loads(data)
 
 
-def rollback(layout, progress=None):
+# -- rollback -------------------------------------------------------------------------------------
+
+def rollback(layout, progress=None, dry_run=False):
     try:
         journal = Journal.read(layout.migration_journal)
         if journal is None or journal.state == ROLLED_BACK:
             raise error_for(Problem("missing-path", "holds no migration to roll back", path=layout.migration_journal,
                                     fix="nothing to do: the tree was never migrated by comfy-init"))
-        plan = journal.plan
-        with _migration_locks(layout, plan["instance"]):
+        if dry_run:
+            return _rollback_preview(layout, journal)
+        with _migration_locks(layout, journal.plan["instance"]):
             return _roll_back(layout, journal, progress)
     except ComfyInitError as error:
-        return Result.failure("migrate --rollback", error)
+        return Result.failure(ROLLBACK, error)
     except OSError as error:
-        return Result.failure("migrate --rollback", _io(error))
+        return Result.failure(ROLLBACK, _io(error))
+
+
+def _rollback_preview(layout, journal):
+    begun = _ended(journal, "begin") - _ended(journal, "undo-end")
+    plan = journal.plan
+    return Result(ROLLBACK, {"dry_run": True, "state": journal.state, "steps_to_undo": len(begun), "plan": plan},
+                  [f"a rollback would undo {len(begun)} steps of the migration of {plan['source']['root']} to "
+                   f"instance {plan['instance']!r} ({journal.state}); nothing was changed"])
 
 
 def _roll_back(layout, journal, progress):
     plan = journal.plan
-    if journal.state != "rolling-back":
+    if journal.state != ROLLING_BACK:
         journal.append("rollback")
-    begun, undone = _ended(journal, "begin"), _ended(journal, "undo-end")
+    begun, undone = _ended(journal, "begin"), _ended(journal, "undo-end") | _ended(journal, "undo-failed")
+    failed = []
     for index in reversed(range(len(plan["steps"]))):
         step = plan["steps"][index]
         if index not in begun or index in undone:
             continue
         journal.append("undo-begin", step_index=index, step=step["step"])
-        BACKWARD[step["step"]](step, layout)
+        try:
+            BACKWARD[step["step"]](step, layout)
+        except (ComfyInitError, OSError) as error:
+            problem = error.problems[0] if isinstance(error, ComfyInitError) else _io(error).problems[0]
+            journal.append("undo-failed", step_index=index, problem=problem.as_dict())
+            failed.append(problem)
+            continue
         journal.append("undo-end", step_index=index)
         if progress is not None:
             progress(len(plan["steps"]) - index, len(plan["steps"]))
-    report = verify_rollback(plan, _manifest(layout))
-    journal.append("verified", **report)
-    # Every step is undone: the rollback is over even when files changed since the migration (they
-    # came back with their folders; nothing was deleted), so it is never stuck half-way.
+    return _rolled_back(layout, journal, failed)
+
+
+def _rolled_back(layout, journal, failed):
+    try:
+        report = verify_rollback(journal.plan, _manifest(layout))
+    except ComfyInitError:
+        report = None  # the manifest is lost: the steps are undone, unproven
+    journal.append("verified", **(report or {"unverified": True}))
     journal.append(ROLLED_BACK)
     _archive_finished(layout)
-    data = {"state": ROLLED_BACK, "verified": report}
-    if report["differences"]:
-        return Result("migrate --rollback", data, problems=[Problem(
-            "failed", f"rolled back, but {report['difference_count']} entries differ from the manifest taken before "
-            f"the migration (first: {report['differences'][0]}): changed since then?", path=layout.data,
-            fix="look at them (--json lists the first 50); nothing was deleted")])
-    return Result("migrate --rollback", data,
-                  [f"rolled back: {report['entries']} entries are where they were before the migration"])
+    data = {"state": ROLLED_BACK, "verified": report, "failed": [problem.as_dict() for problem in failed]}
+    problems = list(failed)
+    if report is not None and report["differences"]:
+        problems.append(Problem("failed", f"rolled back, but {report['difference_count']} entries of the old tree "
+                                f"are not back (first: {report['differences'][0]})", path=layout.data,
+                                fix="look at them (--json lists the first 50); " + RECOVERING))
+    lines = ["rolled back: every step of the migration is undone" + ("" if report else
+             " (unverified: meta/migration-manifest.json is missing)")]
+    if report is not None:
+        lines += [f"  changed since the migration (kept): {text}" for text in report["changed"]]
+    return Result(ROLLBACK, data, lines, problems)
 
+
+# -- for `check` ----------------------------------------------------------------------------------
 
 def unfinished(layout):
     """For `check`: a `migration-unfinished` Problem when the journal records a migration (or a
@@ -321,7 +296,7 @@ def unfinished(layout):
     journal = Journal.read(layout.migration_journal)
     if journal is None or journal.state in (FINISHED, ROLLED_BACK):
         return []
-    fix = ("comfy-init migrate --rollback --yes" if journal.state == "rolling-back"
+    fix = ("comfy-init migrate --rollback --yes" if journal.state == ROLLING_BACK
            else "comfy-init migrate --yes (it resumes), or comfy-init migrate --rollback --yes")
     return [Problem("migration-unfinished", f"records a migration that stopped ({journal.state})",
                     path=layout.migration_journal, fix=f"run `{fix}` with the same --data (check --fix resumes it)")]
@@ -332,8 +307,8 @@ def finish_unfinished(layout, problem):
     journal = Journal.read(layout.migration_journal)
     if journal is None or journal.state in (FINISHED, ROLLED_BACK):
         return None
-    rolling_back = journal.state == "rolling-back"
-    result = rollback(layout) if rolling_back else migrate(layout, instance_id=journal.plan["instance"])
+    rolling_back = journal.state == ROLLING_BACK
+    result = rollback(layout) if rolling_back else migrate(layout)
     if result.exit_code:
         raise error_for(*result.problems)
     return f"{'rolled back' if rolling_back else 'finished'} the migration recorded in {layout.migration_journal}"

@@ -58,17 +58,24 @@ def _real_folders(root):
     return found
 
 
-def _linked_folders(root):
-    return [os.path.join(root, name) for name in COMPAT_FOLDERS if os.path.islink(os.path.join(root, name))]
+def _not_folders(root):
+    """Entries named like the layout's folders that are links or not directories: left as they are."""
+    found = []
+    for name in COMPAT_FOLDERS:
+        path = os.path.join(root, name)
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            found.append(path)
+    return found
 
 
 def find_source(layout, from_path=None):
     """The Source to migrate, or None when the tree holds no single-instance layout. UsageError
     when `--from` is unusable or the tree holds two layouts."""
     if from_path is not None:
-        return _source_at(layout, os.path.abspath(from_path))
+        return _source_at(layout, os.path.realpath(from_path))
     candidates = []
-    for kind, root in ((COMPAT, layout.compat_base), (PER_FOLDER, layout.data)):
+    # Resolved: compatibility links are computed from where the folders really are.
+    for kind, root in ((COMPAT, os.path.realpath(layout.compat_base)), (PER_FOLDER, layout.data)):
         folders = _real_folders(root)
         if folders and set(folders) - set(NOT_CARRIED):
             candidates.append(_make(kind, root, folders))
@@ -84,10 +91,11 @@ def _source_at(layout, root):
     if not os.path.isdir(root):
         raise error_for(Problem("missing-path", "is not a directory", path=root,
                                 fix="pass --from the folder that holds models/, custom_nodes/, user/ ..."))
-    for zone in (layout.shared, layout.instances, layout.meta):
-        if overlaps(os.path.realpath(root), os.path.realpath(zone)):
-            raise error_for(Problem("usage", f"overlaps {zone}, which is already the multi-instance tree",
-                                    path=root, fix="pass --from the old single-instance folder"))
+    if root != os.path.realpath(layout.data):  # the data root is the per-folder layout's own place
+        for zone in (layout.shared, layout.instances, layout.meta):
+            if overlaps(root, os.path.realpath(zone)):
+                raise error_for(Problem("usage", f"overlaps {zone}, which is already the multi-instance tree",
+                                        path=root, fix="pass --from the old single-instance folder"))
     folders = _real_folders(root)
     if not set(folders) - set(NOT_CARRIED):
         raise error_for(Problem("missing-path", "holds none of models/, custom_nodes/, input/, output/, user/ "
@@ -95,7 +103,7 @@ def _source_at(layout, root):
                                 fix="pass --from the folder of the old layout"))
     if os.path.isfile(os.path.join(root, "main.py")):
         kind = CHECKOUT
-    elif root == layout.compat_base:
+    elif root == os.path.realpath(layout.compat_base):
         kind = COMPAT
     else:
         kind = PER_FOLDER
@@ -104,7 +112,7 @@ def _source_at(layout, root):
 
 def _make(kind, root, folders):
     carried = {name: path for name, path in folders.items() if name not in NOT_CARRIED}
-    left = sorted(os.path.join(root, name) for name in folders if name in NOT_CARRIED) + _linked_folders(root)
+    left = sorted(os.path.join(root, name) for name in folders if name in NOT_CARRIED) + _not_folders(root)
     return Source(kind, root, carried, left)
 
 
