@@ -13,10 +13,10 @@ Here, not in ops/, because `comfy-init run` asks it too: a start on a half-migra
 import json
 import os
 
-from comfy_init.errors import error_for
+from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_now
-from comfy_init.store.files import write_atomic
+from comfy_init.store.files import open_regular, read_regular, write_atomic
 
 FINISHED, ROLLING_BACK, ROLLED_BACK = "finished", "rolling-back", "rolled-back"
 MIGRATING = "migrating"
@@ -43,10 +43,8 @@ class Journal:
     @classmethod
     def read(cls, path):
         """The journal at `path`, or None when there is none; DataError when it is damaged."""
-        try:
-            with open(path, "rb") as stream:
-                data = stream.read()
-        except FileNotFoundError:
+        data = read_regular(path)  # never a link, FIFO or device: those are refused, not opened
+        if data is None:
             return None
         journal = cls(path)
         for line in data.splitlines(keepends=True):
@@ -118,12 +116,14 @@ def blocking_start(layout, instance_id, multi):
     half moved). One lstat when there is no journal; the last line when it ended."""
     path = layout.migration_journal
     try:
-        with open(path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            stream.seek(max(0, size - _TAIL))
-            tail = stream.read().splitlines()
-    except FileNotFoundError:
-        return None
+        fd = open_regular(path, os.O_RDONLY)
+    except (OSError, ComfyInitError):
+        return None  # none, or meta/ itself is in the way: the tree's planner says what stands there
+    try:
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, _TAIL, max(0, size - _TAIL)).splitlines()
+    finally:
+        os.close(fd)
     try:
         last = json.loads(tail[-1]) if tail else {}
     except ValueError:
