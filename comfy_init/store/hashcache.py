@@ -1,0 +1,116 @@
+"""The model hash cache, meta/model-hashes.json: a file's BLAKE3 and header verdict, keyed by what
+stat says of it, so re-verifying an unchanged tree is stat calls only.
+
+    {"comfy_init_model_hashes": 1,
+     "entries": {"<path>": [size, mtime_ns, inode, "<blake3 hex>" | null, "<damage>" | null]}}
+
+`<path>` is relative to the data root (with `/`), so the cache holds at any mount point; a file
+outside the data root (an extra_model_paths.yaml target) is keyed by its absolute path. An entry
+counts only while size, mtime_ns and inode all still match: anything that rewrites a file changes
+one of them. Hashing is not done here (blake3 belongs to ops); this module only keeps entries.
+
+Readers take no lock (the file is only ever replaced atomically). A writer takes
+`model-hashes.json.lock`, reads the file again, merges its own entries into what is there (so two
+verifiers running at once both keep what they learnt), drops the entries of files it saw gone,
+and replaces the file atomically. A cache that does not parse, or has another shape, is rebuilt:
+the damaged bytes are kept once as `model-hashes.json.damaged` and an empty cache starts over.
+"""
+
+import json
+
+from comfy_init.errors import ComfyInitError
+from comfy_init.store import locks
+from comfy_init.store.files import read_regular, write_atomic
+
+VERSION = 1
+LOCK_TIMEOUT = 30.0
+_KEY = "comfy_init_model_hashes"
+
+
+def _decode(data):
+    """The entries of cache bytes, or None when they are not a cache of this version."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict) or document.get(_KEY) != VERSION:
+        return None
+    entries = document.get("entries")
+    if not isinstance(entries, dict):
+        return None
+    return entries
+
+
+def _valid(entry):
+    return (isinstance(entry, list) and len(entry) == 5 and all(type(v) is int for v in entry[:3])
+            and (entry[3] is None or isinstance(entry[3], str)) and (entry[4] is None or isinstance(entry[4], str)))
+
+
+class HashCache:
+    """The entries of one data tree's cache; `lookup` and `record` while walking, `save` at the end."""
+
+    def __init__(self, layout):
+        self.layout = layout
+        self.entries = {}
+        self.damaged = False  # the file was there and not a cache: rebuilt on save
+        self._new = {}
+        self._gone = set()
+
+    @classmethod
+    def load(cls, layout):
+        """The cache as it is on disk (empty when missing or damaged; never raises for content)."""
+        cache = cls(layout)
+        try:
+            data = read_regular(layout.model_hash_cache)
+        except ComfyInitError:
+            data, cache.damaged = None, True  # a link or FIFO planted there: rebuilt (moved aside) on save
+        if data is not None:
+            entries = _decode(data)
+            cache.damaged = entries is None
+            cache.entries = entries or {}
+        return cache
+
+    def lookup(self, key, info):
+        """(hash, damage) recorded for `key` while `info` (an os.stat_result) still matches, else None."""
+        entry = self._new.get(key) or self.entries.get(key)
+        if (entry is not None and entry[0] == info.st_size and entry[1] == info.st_mtime_ns
+                and entry[2] == info.st_ino and _valid(entry)):
+            return entry[3], entry[4]
+        return None
+
+    def record(self, key, info, digest=None, damage=None):
+        """Keep `digest` and/or `damage` ("" when the header was checked and is sound) for `key` at
+        `info`; a field given as None keeps what a matching entry already says."""
+        known = self.lookup(key, info)
+        if known is not None:
+            digest = known[0] if digest is None else digest
+            damage = known[1] if damage is None else damage
+        self._new[key] = [info.st_size, info.st_mtime_ns, info.st_ino, digest, damage]
+
+    def forget(self, key):
+        """`key`'s file is gone: its entry is dropped on save."""
+        self._gone.add(key)
+        self._new.pop(key, None)
+
+    @property
+    def changed(self):
+        return bool(self._new) or bool(self._gone & set(self.entries)) or self.damaged
+
+    def save(self):
+        """Merge what was learnt into the file on disk, under its lock; a no-op when nothing changed."""
+        if not self.changed:
+            return False
+        path = self.layout.model_hash_cache
+        with locks.hold(self.layout.model_hash_cache_lock, timeout=LOCK_TIMEOUT):
+            try:
+                data = read_regular(path)
+            except ComfyInitError:
+                data = b""  # not a regular file: write_atomic renames over it (the link itself, never followed)
+            current = _decode(data) if data is not None else {}
+            backup = self.layout.model_hash_cache_damaged if current is None and data else None
+            merged = {key: entry for key, entry in (current or {}).items() if key not in self._gone and _valid(entry)}
+            merged.update(self._new)
+            document = {_KEY: VERSION, "entries": merged}
+            write_atomic(path, json.dumps(document, separators=(",", ":")).encode(), backup=backup)
+        self.entries, self._new, self._gone, self.damaged = merged, {}, set(), False
+        return True
