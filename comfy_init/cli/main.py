@@ -14,6 +14,8 @@ from comfy_init.cli.lazy import LazyGroup
     "template": "comfy_init.cli.template:template",
     "compose": "comfy_init.cli.compose:compose",
     "snapshot": "comfy_init.cli.snapshot:snapshot",
+    "models": "comfy_init.cli.models:models",
+    "workflows": "comfy_init.cli.workflows:workflows",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

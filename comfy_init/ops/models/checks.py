@@ -16,6 +16,8 @@ import struct
 
 PARTIAL_SUFFIXES = (".part", ".tmp", ".download", ".crdownload", ".partial", ".incomplete")
 _TEMP_NAME = re.compile(r"\A\.(?P<name>.+)\.tmp-[^/]*\Z")
+# One search per file name in the walk's loop: whether partial_target would find something.
+PARTIAL_NAME = re.compile(r"(?i)\.(?:part|tmp|download|crdownload|partial|incomplete)\Z|\A\..+\.tmp-")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 # A header larger than this is not a model's (ComfyUI's safetensors loader caps it at 100 MB).
 MAX_HEADER = 100_000_000

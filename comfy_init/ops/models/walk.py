@@ -1,15 +1,15 @@
 """The walk of model files: os.scandir, one lstat per file (the DirEntry's, reused), no link ever
 followed, so its cost is that of a bare lstat walk of the same tree.
 
-A `ModelFile` is (path, key, info): the path, the hash-cache key (relative to the data root, with
-`/`; absolute outside it) and the lstat result. Links inside a model folder are not followed
+A `ModelFile` is (path, key, info, name): the path, the hash-cache key (relative to the data root,
+with `/`; absolute outside it), the lstat result and the file name. Links inside a model folder are not followed
 (they are not walked, and not reported: a user who links models in knows where they are).
 """
 
 import os
 from collections import namedtuple
 
-ModelFile = namedtuple("ModelFile", "path key info")
+ModelFile = namedtuple("ModelFile", "path key info name")
 
 
 def cache_key(layout, path):
@@ -49,7 +49,7 @@ def walk_files(layout, top, skip=()):
                     except OSError:
                         continue  # gone between the listing and the stat
                     path = entry.path
-                    append(ModelFile(path, path[cut:] if path.startswith(root) else path, info))
+                    append(ModelFile(path, path[cut:] if path.startswith(root) else path, info, entry.name))
     if os.sep != "/":
-        files = [ModelFile(f.path, cache_key(layout, f.path), f.info) for f in files]
+        files = [ModelFile(f.path, cache_key(layout, f.path), f.info, f.name) for f in files]
     return files, unreadable

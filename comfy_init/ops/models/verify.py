@@ -1,0 +1,234 @@
+"""`comfy-init models verify [--fix] [--instance ID]`: returns a Result and prints nothing.
+
+One walk of shared/models and of each instance's copy folders (ops.models.resolve), then, per
+file: a left-over download, empty, a damaged safetensors header, or its BLAKE3 (from the cache
+while the stat matches: re-verifying an unchanged tree reads no file). Files modified in the last
+RECENT_SECONDS, and left-over downloads, are looked at again after `settle` seconds: those that
+changed are still being written (`model-growing`), and two such downloads of one file name are
+`model-concurrent-download`. Then instance copies of shared files (`model-duplicate`), which
+`fix` replaces through duplicates.fix_duplicate. Learnt hashes are merged into the cache.
+"""
+
+import os
+import time
+
+from comfy_init.errors import ComfyInitError, UsageError
+from comfy_init.ops.models import checks
+from comfy_init.ops.models.duplicates import duplicates_among, fix_duplicate, instance_copies
+from comfy_init.ops.models.hashing import cached_hash
+from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
+from comfy_init.ops.models.resolve import resolve
+from comfy_init.ops.models.walk import walk_files
+from comfy_init.problems import Problem
+from comfy_init.results import Result
+from comfy_init.store import conflicts
+from comfy_init.store.clock import utc_stamp
+from comfy_init.store.files import io_failure
+from comfy_init.store.hashcache import HashCache
+
+COMMAND = "models verify"
+SETTLE_SECONDS = 2.0
+
+
+class _Run:
+    """What one verify learns as it goes."""
+
+    def __init__(self, layout, progress):
+        self.layout = layout
+        self.cache = HashCache.load(layout)
+        self.problems, self.lines = [], []
+        self.partial, self.recent, self.to_hash, self.changed = [], [], [], set()
+        self.hashed_files = self.hashed_bytes = 0
+        self.progress = progress
+        self.bad = set()  # paths already reported (not hashed, not taken as duplicates)
+        self.fixed = []
+        self.recent_after = time.time_ns() - int(checks.RECENT_SECONDS * 1e9)
+
+
+def verify_models(layout, instance_ids=None, *, fix=False, progress=None, settle=SETTLE_SECONDS, pause=time.sleep):
+    """`progress(files, bytes)` is called while hashing; `pause(seconds)` is the wait between the
+    two looks at recently changed files (tests pass one that writes)."""
+    try:
+        return _verify(layout, instance_ids, fix, progress, settle, pause)
+    except ComfyInitError as error:
+        return Result.failure(COMMAND, error)
+    except OSError as exc:
+        return Result.failure(COMMAND, io_failure(exc.filename or "", "failed", exc))
+
+
+def _selected(layout, instance_ids):
+    known = all_instance_ids(layout)
+    if not instance_ids:
+        return known
+    problems = [p for i in instance_ids for p in conflicts.id_problems(i)]
+    if problems:
+        raise UsageError(*problems)
+    unknown = [i for i in instance_ids if i not in known]
+    if unknown:
+        from comfy_init.errors import error_for
+
+        raise error_for(*[Problem("unknown-instance", f"no instance {i!r} in {layout.instances}",
+                                  fix="`comfy-init instance list` shows them") for i in unknown])
+    return list(dict.fromkeys(instance_ids))
+
+
+def _verify(layout, instance_ids, fix, progress, settle, pause):
+    started = time.monotonic()
+    ids = _selected(layout, instance_ids)
+    if not os.path.isdir(layout.shared_models):
+        raise ComfyInitError(Problem("missing-path", "shared/models does not exist", path=layout.shared_models,
+                                     fix="pass the data directory with --data, or create an instance first"))
+    run = _Run(layout, progress)
+    resolutions = [resolve(layout, i) for i in ids]
+    run.problems += [p for r in resolutions for p in r.problems]
+    shared, unreadable = walk_files(layout, layout.shared_models)
+    copies = instance_copies(layout, resolutions)
+    run.problems += [Problem("cannot-look", "cannot be listed", path=d, fix="make it readable for comfy-init")
+                     for d in unreadable]
+    for model_file in shared + [c.file for c in copies]:
+        _judge(run, model_file)
+    _hash_all(run)
+    _look_again(run, settle, pause)
+    sizes = {}
+    for model_file in shared:
+        if model_file.path not in run.bad and model_file.info.st_size:
+            sizes.setdefault(model_file.info.st_size, []).append(model_file)
+    sound = [c for c in copies if c.file.path not in run.bad]
+    duplicates = duplicates_among(run.cache, sizes, sound)
+    run.problems += _fixed(run, duplicates) if fix else duplicates
+    _forget_gone(run, shared, copies, resolutions, fix)
+    run.cache.save()
+    return _result(run, ids, shared, copies, time.monotonic() - started)
+
+
+def _judge(run, model_file):
+    """Sort one file: left-over download, empty, damaged, or to be hashed (unless cached)."""
+    info, name = model_file.info, model_file.name
+    if checks.PARTIAL_NAME.search(name):
+        run.partial.append(model_file)
+        run.bad.add(model_file.path)
+        return
+    if info.st_mtime_ns > run.recent_after:
+        run.recent.append(model_file)
+    if not info.st_size:
+        run.bad.add(model_file.path)
+        run.problems.append(Problem("model-incomplete", "is empty (0 bytes)", path=model_file.path,
+                                    fix="download it again, or remove it"))
+        return
+    known = run.cache.lookup(model_file.key, info)
+    if checks.is_safetensors(name):
+        damage = known[1] if known is not None and known[1] is not None else _header(run, model_file)
+        if damage:
+            run.bad.add(model_file.path)
+            run.problems.append(Problem("model-damaged", damage, path=model_file.path,
+                                        fix="download it again (a damaged file makes ComfyUI fail to load it)"))
+            return
+    if known is None or known[0] is None:
+        run.to_hash.append(model_file)
+
+
+def _header(run, model_file):
+    try:
+        damage = checks.safetensors_damage(model_file.path, model_file.info.st_size)
+    except OSError as exc:
+        return f"cannot be read: {os.strerror(exc.errno) if exc.errno else exc}"
+    run.cache.record(model_file.key, model_file.info, damage=damage)
+    return damage
+
+
+def _hash_all(run):
+    total = [0]
+
+    def advance(count):
+        total[0] += count
+        if run.progress is not None:
+            run.progress(run.hashed_files, total[0])
+
+    for model_file in run.to_hash:
+        try:
+            digest = cached_hash(run.cache, model_file, advance)
+        except OSError as exc:
+            run.bad.add(model_file.path)
+            run.problems.append(Problem("cannot-look", f"cannot be read: {os.strerror(exc.errno or 0)}",
+                                        path=model_file.path, fix="make it readable for comfy-init"))
+            continue
+        run.hashed_files += 1
+        if digest is None:
+            run.changed.add(model_file.path)
+    run.hashed_bytes = total[0]
+
+
+def _look_again(run, settle, pause):
+    """Growing files: changed while hashed, or changed between the walk and a second look."""
+    candidates = [f for f in run.partial + run.recent if f.path not in run.changed]
+    if candidates:
+        pause(settle)
+    growing = [f for f in run.partial + run.recent if f.path in run.changed]
+    growing += [f for f in candidates if checks.grew(f.info, checks.look_again(f.path))]
+    by_target, growing_paths = {}, {f.path for f in growing}
+    for model_file in growing:
+        target = checks.partial_target(model_file.name) or model_file.name
+        by_target.setdefault(target, []).append(model_file)
+    for target, files in sorted(by_target.items()):
+        if len(files) > 1:
+            run.problems.append(Problem(
+                "model-concurrent-download", f"{len(files)} downloads of {target} are being written at once",
+                path=files[0].path, details=[f"also: {f.path}" for f in files[1:]],
+                fix="let one download finish and stop the others (in the other instances' ComfyUI-Manager), "
+                    "then remove their left-over files"))
+    concurrent = {f.path for files in by_target.values() if len(files) > 1 for f in files}
+    for model_file in growing:
+        run.bad.add(model_file.path)
+        if model_file.path not in concurrent:
+            run.problems.append(Problem("model-growing", "is still being written (size or mtime changed between "
+                                        "two looks): a download in progress", path=model_file.path,
+                                        fix="wait for the download to finish, then run `comfy-init models verify` again"))
+    for model_file in run.partial:
+        if model_file.path not in growing_paths:
+            target = checks.partial_target(model_file.name) or model_file.name
+            run.problems.append(Problem(
+                "model-incomplete", f"a download of {target} left over (it is not being written)",
+                path=model_file.path, fix="download the model again, then remove this file"))
+
+
+def _fixed(run, duplicates):
+    stamp, left = utc_stamp(), []
+    for problem in duplicates:
+        outcome = fix_duplicate(run.layout, problem, stamp=stamp)
+        if outcome.problem is not None:
+            left.append(outcome.problem)
+        elif outcome.kept is not None:
+            run.lines.append(f"replaced {outcome.path} with a hard link of {outcome.shared} "
+                             f"(the copy is kept as {outcome.kept})")
+            run.fixed.append({"path": outcome.path, "shared": outcome.shared, "kept": outcome.kept})
+    return left
+
+
+def _forget_gone(run, shared, copies, resolutions, fix):
+    """Drop the cache entries of files under the walked folders that are no longer there (and of
+    the copies just replaced: their inode changed)."""
+    from comfy_init.ops.models.walk import cache_key
+
+    seen = {f.key for f in shared} | {c.file.key for c in copies}
+    seen -= {cache_key(run.layout, f["path"]) for f in run.fixed} if fix else set()
+    prefixes = tuple(cache_key(run.layout, p).rstrip("/") + "/" for p in
+                     [run.layout.shared_models] + [root for r in resolutions for root in r.copy_roots])
+    for key in run.cache.entries:
+        if key.startswith(prefixes) and key not in seen:
+            run.cache.forget(key)
+
+
+def _result(run, ids, shared, copies, seconds):
+    kinds = {}
+    for problem in run.problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    shared_bytes = sum(f.info.st_size for f in shared)
+    data = {"instances": ids, "shared_files": len(shared), "shared_bytes": shared_bytes,
+            "instance_files": len(copies), "hashed_files": run.hashed_files, "hashed_bytes": run.hashed_bytes,
+            "fixed": run.fixed, "found": kinds, "cache": run.layout.model_hash_cache, "seconds": round(seconds, 3)}
+    summary = (f"{len(shared)} files in shared/models ({shared_bytes / 2**30:.2f} GiB), {len(copies)} in instance "
+               f"folders of {len(ids)} instance(s); hashed {run.hashed_files} ({run.hashed_bytes / 2**20:.1f} MiB)")
+    verdict = "ok: nothing to report" if not run.problems else "found: " + ", ".join(
+        f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    return Result(COMMAND, data, [summary, *run.lines, verdict], run.problems)
+
