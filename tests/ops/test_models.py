@@ -1,0 +1,214 @@
+"""models verify on a corpus of real model files: each fault found by its kind, --fix replaces
+only identical copies (and keeps them in meta/trash), the hash cache makes a re-verify read nothing."""
+
+import os
+
+import blake3
+import pytest
+
+from comfy_init.ops.models import hashing
+from comfy_init.ops.models.duplicates import duplicate_facts, find_duplicates, fix_duplicate
+from comfy_init.ops.models.verify import verify_models
+from tests.support.models import make_tree, safetensors_bytes, write
+
+A, B = "core-a", "core-b"
+
+
+def kinds_by_path(result):
+    found = {}
+    for problem in result.problems:
+        found.setdefault(problem.path, set()).add(problem.kind)
+    return found
+
+
+def no_pause(_seconds):
+    pass
+
+
+@pytest.fixture
+def tree(tmp_path):
+    layout = make_tree(tmp_path / "data", A, B)
+    models = layout.shared_models
+    good = safetensors_bytes(5000, seed=1)
+    paths = {
+        "good": write(f"{models}/checkpoints/good.safetensors", good),
+        "bin": write(f"{models}/upscale_models/plain.pth", b"P" * 3000),
+        "truncated": write(f"{models}/checkpoints/truncated.safetensors", safetensors_bytes(5000, cut=7)),
+        "longer": write(f"{models}/checkpoints/longer.safetensors", safetensors_bytes(5000, extra=3)),
+        "zero": write(f"{models}/loras/zero.safetensors", b""),
+        "wrong_length": write(f"{models}/vae/wrong.safetensors", safetensors_bytes(5000, header_length_delta=-5)),
+        "huge_length": write(f"{models}/vae/huge.safetensors", safetensors_bytes(100, header_length_delta=10**6)),
+        "part": write(f"{models}/loras/style.safetensors.part", b"x" * 100),
+        "growing": write(f"{models}/checkpoints/big.safetensors", safetensors_bytes(400)),
+        "dup": write(f"{layout.instance(A).custom_nodes}/node-x/models/good.safetensors", good),
+        "unique": write(f"{layout.instance(A).custom_nodes}/node-x/models/same-size.safetensors",
+                        safetensors_bytes(5000, seed=2)),
+    }
+    return layout, paths
+
+
+def grow(*paths):
+    def pause(_seconds):
+        for path in paths:
+            with open(path, "ab") as stream:
+                stream.write(b"more")
+    return pause
+
+
+def test_every_fault_of_the_corpus_is_found_by_its_kind(tree):
+    layout, paths = tree
+    result = verify_models(layout, pause=grow(paths["growing"]), settle=0)
+    found = kinds_by_path(result)
+    assert found.pop(paths["truncated"]) == {"model-damaged"}
+    assert found.pop(paths["longer"]) == {"model-damaged"}
+    assert found.pop(paths["wrong_length"]) == {"model-damaged"}
+    assert found.pop(paths["huge_length"]) == {"model-damaged"}
+    assert found.pop(paths["zero"]) == {"model-incomplete"}
+    assert found.pop(paths["part"]) == {"model-incomplete"}
+    assert found.pop(paths["growing"]) == {"model-growing"}
+    assert found.pop(paths["dup"]) == {"model-duplicate"}
+    assert found == {}  # good, plain and the unique same-size file are sound
+    assert result.exit_code == 65
+    messages = {p.path: p.line() for p in result.problems}
+    assert "truncated" in messages[paths["truncated"]] and "longer than its header says" in messages[paths["longer"]]
+    assert "style.safetensors" in messages[paths["part"]] and "download" in messages[paths["part"]]
+    assert result.data["found"]["model-damaged"] == 4 and result.data["instances"] == [A, B]
+
+
+def test_a_sound_tree_is_ok_and_the_duplicate_names_the_shared_file_and_hash(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    content = safetensors_bytes(3000)
+    shared = write(f"{layout.shared_models}/loras/a.safetensors", content)
+    assert verify_models(layout, settle=0, pause=no_pause).exit_code == 0
+    copy = write(f"{layout.instance(A).custom_nodes}/n/models/a-copy.safetensors", content)
+    (problem,) = find_duplicates(layout)
+    assert (problem.kind, problem.path) == ("model-duplicate", copy)
+    assert duplicate_facts(problem) == {"instance": A, "shared": shared, "blake3": blake3.blake3(content).hexdigest(),
+                                        "size": len(content)}
+    assert find_duplicates(layout, instance_ids=[]) == []
+
+
+def test_fix_replaces_only_identical_copies_and_keeps_them_in_the_trash(tree):
+    layout, paths = tree
+    unique_before = os.stat(paths["unique"])
+    result = verify_models(layout, fix=True, settle=0, pause=no_pause)
+    assert paths["dup"] not in kinds_by_path(result)
+    assert os.path.samefile(paths["dup"], paths["good"])  # a hard link of the shared file now
+    (fixed,) = result.data["fixed"]
+    assert fixed["path"] == paths["dup"] and fixed["kept"].startswith(layout.trash + os.sep)
+    with open(fixed["kept"], "rb") as kept, open(paths["good"], "rb") as good:
+        assert kept.read() == good.read()
+    assert not os.path.samefile(fixed["kept"], paths["good"])  # the copy's own inode, kept
+    after = os.stat(paths["unique"])
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (unique_before.st_ino, unique_before.st_size,
+                                                                unique_before.st_mtime_ns)
+    again = verify_models(layout, settle=0, pause=no_pause)
+    assert "model-duplicate" not in {p.kind for p in again.problems}
+
+
+def test_fix_refuses_a_copy_that_changed_since_it_was_found(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    content = safetensors_bytes(3000)
+    write(f"{layout.shared_models}/loras/a.safetensors", content)
+    copy = write(f"{layout.instance(A).custom_nodes}/n/models/a.safetensors", content)
+    (problem,) = find_duplicates(layout)
+    write(copy, safetensors_bytes(3000, seed=9))  # same size, other bytes
+    outcome = fix_duplicate(layout, problem)
+    assert outcome.problem is not None and "no longer identical" in outcome.problem.message
+    with open(copy, "rb") as stream:
+        assert stream.read() == safetensors_bytes(3000, seed=9)
+    assert not os.path.exists(layout.trash)
+
+
+def test_two_downloads_of_one_model_at_once(tree):
+    layout, paths = tree
+    other = write(f"{layout.shared_models}/loras/.style.safetensors.tmp-77-ab", b"y" * 10)
+    result = verify_models(layout, pause=grow(paths["part"], other), settle=0)
+    (problem,) = [p for p in result.problems if p.kind == "model-concurrent-download"]
+    assert {problem.path, problem.details[0].removeprefix("also: ")} == {paths["part"], other}
+    assert "style.safetensors" in problem.message
+    assert not any(p.kind == "model-incomplete" and p.path in (paths["part"], other) for p in result.problems)
+
+
+def test_a_file_that_changes_while_it_is_hashed_is_growing(tmp_path, monkeypatch):
+    layout = make_tree(tmp_path / "data", A)
+    path = write(f"{layout.shared_models}/checkpoints/x.ckpt", b"z" * 10_000)
+    real = hashing.hash_file
+
+    def appending(file_path, info=None, progress=None):
+        with open(file_path, "ab") as stream:
+            stream.write(b"!")
+        return real(file_path, info, progress)
+
+    monkeypatch.setattr(hashing, "hash_file", appending)
+    result = verify_models(layout, settle=0, pause=no_pause)
+    assert kinds_by_path(result) == {path: {"model-growing"}}
+    assert result.exit_code == 75
+
+
+def test_reverifying_an_unchanged_tree_reads_no_file(tree, monkeypatch):
+    layout, paths = tree
+    first = verify_models(layout, settle=0, pause=no_pause)
+    assert first.data["hashed_files"] == 5  # good, plain, unique, dup, growing: every sound file
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a file was read")
+
+    monkeypatch.setattr(hashing, "hash_file", refuse)
+    monkeypatch.setattr("comfy_init.ops.models.checks.safetensors_damage", refuse)
+    second = verify_models(layout, settle=0, pause=no_pause)
+    assert second.data["hashed_files"] == 0
+    assert [(p.kind, p.path) for p in second.problems] == [(p.kind, p.path) for p in first.problems]
+
+
+def test_a_changed_file_is_hashed_again(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    path = write(f"{layout.shared_models}/checkpoints/x.safetensors", safetensors_bytes(2000))
+    assert verify_models(layout, settle=0, pause=no_pause).data["hashed_files"] == 1
+    write(path, safetensors_bytes(2000, cut=1))
+    result = verify_models(layout, settle=0, pause=no_pause)
+    assert kinds_by_path(result) == {path: {"model-damaged"}}
+
+
+def test_instances_must_resolve_their_models_to_shared(tmp_path):
+    layout = make_tree(tmp_path / "data", A, B, "core-c")
+    content = safetensors_bytes(1000)
+    write(f"{layout.shared_models}/vae/v.safetensors", content)
+    a, b, c = (layout.instance(i) for i in (A, B, "core-c"))
+    os.unlink(a.models)
+    planted = write(f"{a.models}/vae/v.safetensors", content)  # a real folder where the link belongs
+    os.unlink(b.models)
+    os.symlink("../../shared/input", b.models)
+    write(c.extra_model_paths, b"comfyui:\n  base_path: .\n  loras: |\n    my-loras\n    ../../shared/models/loras\n"
+                               b"  vae: /nowhere/vae\n")
+    own = write(f"{c.root}/my-loras/l.safetensors", content)
+    result = verify_models(layout, settle=0, pause=no_pause)
+    found = kinds_by_path(result)
+    assert found[a.models] == {"model-path-unshared"} and found[b.models] == {"model-path-unshared"}
+    assert found[planted] == {"model-duplicate"} and found[own] == {"model-duplicate"}
+    lines = [p.line() for p in result.problems if p.path == c.extra_model_paths]
+    assert len(lines) == 2 and any("comfyui.loras" in line and "inside the instance" in line for line in lines)
+    assert any("comfyui.vae" in line and "/nowhere/vae" in line for line in lines)
+    only_a = verify_models(layout, [A], settle=0, pause=no_pause)
+    assert {p.path for p in only_a.problems} == {a.models, planted}
+
+
+def test_unreadable_extra_model_paths_and_unknown_instances(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    write(layout.instance(A).extra_model_paths, b"comfyui:\n  loras models/loras\n")
+    result = verify_models(layout, settle=0, pause=no_pause)
+    (problem,) = result.problems
+    assert problem.kind == "invalid-data" and "line 2" in problem.message and result.exit_code == 65
+    assert verify_models(layout, ["core-zz"]).exit_code == 66
+    assert verify_models(layout, ["Bad_Id"]).exit_code == 64
+
+
+def test_a_hard_linked_copy_is_no_duplicate_and_links_are_not_followed(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    shared = write(f"{layout.shared_models}/loras/a.safetensors", safetensors_bytes(1000))
+    node = f"{layout.instance(A).custom_nodes}/n/models"
+    os.makedirs(node)
+    os.link(shared, f"{node}/a.safetensors")
+    os.symlink(shared, f"{node}/b.safetensors")
+    assert find_duplicates(layout) == []
+    assert verify_models(layout, settle=0, pause=no_pause).problems == []
