@@ -44,7 +44,7 @@ def _is_api(document):
 def parse_workflow(data, path):
     """The workflow document of file bytes `data`; DataError (workflow-invalid, 65) naming `path`."""
     try:
-        document = json.loads(data)
+        document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise invalid(path, "not UTF-8 text") from None
     except ValueError as error:
