@@ -212,3 +212,18 @@ def test_a_hard_linked_copy_is_no_duplicate_and_links_are_not_followed(tmp_path)
     os.symlink(shared, f"{node}/b.safetensors")
     assert find_duplicates(layout) == []
     assert verify_models(layout, settle=0, pause=no_pause).problems == []
+
+
+def test_the_entries_of_removed_files_leave_the_cache(tmp_path):
+    import json
+
+    layout = make_tree(tmp_path / "data", A)
+    keep = write(f"{layout.shared_models}/loras/keep.safetensors", safetensors_bytes(100))
+    gone = write(f"{layout.shared_models}/loras/gone.safetensors", safetensors_bytes(200))
+    verify_models(layout, settle=0, pause=no_pause)
+    with open(layout.model_hash_cache) as stream:
+        assert len(json.load(stream)["entries"]) == 2
+    os.unlink(gone)
+    assert verify_models(layout, settle=0, pause=no_pause).data["hashed_files"] == 0
+    with open(layout.model_hash_cache) as stream:
+        assert list(json.load(stream)["entries"]) == [os.path.relpath(keep, layout.data)]

@@ -26,7 +26,7 @@ from comfy_init.ops.models.checks import partial_target
 from comfy_init.ops.models.hashing import Changed, cached_hash, hash_file
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
 from comfy_init.ops.models.resolve import resolve
-from comfy_init.ops.models.walk import walk_files
+from comfy_init.ops.models.walk import iter_files, walk_files
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import fsync_directory, unused_name
@@ -36,14 +36,15 @@ Fix = namedtuple("Fix", "path shared kept problem")
 Copy = namedtuple("Copy", "instance file")
 
 
-def shared_by_size(layout):
-    """{size: [ModelFile]} of every non-empty file under shared/models."""
-    files, _ = walk_files(layout, layout.shared_models)
+def shared_by_size(layout, wanted):
+    """{size: [ModelFile]} of the files under shared/models whose size is in `wanted` (one walk,
+    keeping nothing else)."""
     sizes = {}
-    for model_file in files:
-        if model_file.info.st_size:
-            sizes.setdefault(model_file.info.st_size, []).append(model_file)
-    return sizes, files
+    for model_file in iter_files(layout, layout.shared_models, []):
+        size = model_file.info.st_size
+        if size in wanted:
+            sizes.setdefault(size, []).append(model_file)
+    return sizes
 
 
 def instance_copies(layout, resolutions):
@@ -107,7 +108,9 @@ def find_duplicates(layout, instance_ids=None, cache=None, progress=None):
     copies = instance_copies(layout, [resolve(layout, i) for i in ids])
     if not copies:
         return []
-    sizes, _ = shared_by_size(layout)
+    sizes = shared_by_size(layout, {c.file.info.st_size for c in copies if c.file.info.st_size})
+    if not sizes:
+        return []  # no copy has the size of a shared file: nothing to hash, the cache is not even read
     own_cache = cache is None
     cache = HashCache.load(layout) if own_cache else cache
     problems = duplicates_among(cache, sizes, copies, progress)

@@ -56,7 +56,7 @@ def cached_hash(cache, model_file, progress=None):
     """The hash of a ModelFile: from `cache` while its stat matches, else computed and recorded.
     None when the file changed while it was read (it is then reported as growing, not hashed)."""
     known = cache.lookup(model_file.key, model_file.info)
-    if known is not None and known[0] is not None:
+    if known is not None and known[0] is not None and len(known[0]) == 64:
         return known[0]
     try:
         digest = hash_file(model_file.path, model_file.info, progress)

@@ -18,7 +18,7 @@ from comfy_init.ops.models.duplicates import duplicates_among, fix_duplicate, in
 from comfy_init.ops.models.hashing import cached_hash
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
 from comfy_init.ops.models.resolve import resolve
-from comfy_init.ops.models.walk import walk_files
+from comfy_init.ops.models.walk import cache_key, iter_files
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import conflicts
@@ -42,18 +42,29 @@ class _Run:
         self.progress = progress
         self.bad = set()  # paths already reported (not hashed, not taken as duplicates)
         self.fixed = []
+        self.shared_files = self.shared_bytes = 0
+        self.in_cache = 0  # files whose key the loaded cache has: when all its keys, none is gone
         self.recent_after = time.time_ns() - int(checks.RECENT_SECONDS * 1e9)
 
 
 def verify_models(layout, instance_ids=None, *, fix=False, progress=None, settle=SETTLE_SECONDS, pause=time.sleep):
     """`progress(files, bytes)` is called while hashing; `pause(seconds)` is the wait between the
     two looks at recently changed files (tests pass one that writes)."""
+    import gc
+
+    # One object per file: without this, the collector would walk them all again and again while
+    # a large tree is listed (a third of a re-verify's time); nothing here makes cycles.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return _verify(layout, instance_ids, fix, progress, settle, pause)
     except ComfyInitError as error:
         return Result.failure(COMMAND, error)
     except OSError as exc:
         return Result.failure(COMMAND, io_failure(exc.filename or "", "failed", exc))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _selected(layout, instance_ids):
@@ -81,29 +92,62 @@ def _verify(layout, instance_ids, fix, progress, settle, pause):
     run = _Run(layout, progress)
     resolutions = [resolve(layout, i) for i in ids]
     run.problems += [p for r in resolutions for p in r.problems]
-    shared, unreadable = walk_files(layout, layout.shared_models)
     copies = instance_copies(layout, resolutions)
-    run.problems += [Problem("cannot-look", "cannot be listed", path=d, fix="make it readable for comfy-init")
-                     for d in unreadable]
-    for model_file in shared + [c.file for c in copies]:
-        _judge(run, model_file)
+    candidates = _walk_shared(run, {c.file.info.st_size for c in copies})
+    for copy in copies:
+        _judge(run, copy.file)
     _hash_all(run)
     _look_again(run, settle, pause)
-    sizes = {}
-    for model_file in shared:
-        if model_file.path not in run.bad and model_file.info.st_size:
-            sizes.setdefault(model_file.info.st_size, []).append(model_file)
     sound = [c for c in copies if c.file.path not in run.bad]
+    sizes = {}
+    for model_file in candidates:
+        if model_file.path not in run.bad:
+            sizes.setdefault(model_file.info.st_size, []).append(model_file)
     duplicates = duplicates_among(run.cache, sizes, sound)
     run.problems += _fixed(run, duplicates) if fix else duplicates
-    _forget_gone(run, shared, copies, resolutions, fix)
+    _forget_gone(run, resolutions)
     run.cache.save()
-    return _result(run, ids, shared, copies, time.monotonic() - started)
+    return _result(run, ids, copies, time.monotonic() - started)
+
+
+def _walk_shared(run, wanted):
+    """Judge every file of shared/models as the walk yields it, keeping only those with the size
+    of an instance copy (duplicate candidates): a tree of 100,000 sound files leaves no list."""
+    unreadable, candidates = [], []
+    files = size_total = hits = 0
+    judge, hashed, recent, recent_after = _judge, run.cache.hashed, run.recent, run.recent_after
+    for model_file in iter_files(run.layout, run.layout.shared_models, unreadable):
+        info = model_file.info
+        files += 1
+        size_total += info.st_size
+        if hashed(model_file.key, info):  # _judge's first case, inline: a sound file seen before
+            hits += 1
+            if info.st_mtime_ns > recent_after:
+                recent.append(model_file)
+        else:
+            judge(run, model_file)
+        if info.st_size in wanted:
+            candidates.append(model_file)
+    run.shared_files, run.shared_bytes = files, size_total
+    run.in_cache += hits
+    run.problems += [Problem("cannot-look", "cannot be listed", path=d, fix="make it readable for comfy-init")
+                     for d in unreadable]
+    return candidates
 
 
 def _judge(run, model_file):
     """Sort one file: left-over download, empty, damaged, or to be hashed (unless cached)."""
-    info, name = model_file.info, model_file.name
+    info = model_file.info
+    known = run.cache.lookup(model_file.key, info)
+    if known is not None and known[0] is not None:
+        # Hashed before, and unchanged since: it was sound then (left-over downloads, empty and
+        # damaged files are never hashed). The common case of a re-verify: no more work.
+        run.in_cache += 1
+        if info.st_mtime_ns > run.recent_after:
+            run.recent.append(model_file)
+        return
+    run.in_cache += model_file.key in run.cache.entries
+    name = model_file.name
     if checks.PARTIAL_NAME.search(name):
         run.partial.append(model_file)
         run.bad.add(model_file.path)
@@ -115,7 +159,6 @@ def _judge(run, model_file):
         run.problems.append(Problem("model-incomplete", "is empty (0 bytes)", path=model_file.path,
                                     fix="download it again, or remove it"))
         return
-    known = run.cache.lookup(model_file.key, info)
     if checks.is_safetensors(name):
         damage = known[1] if known is not None and known[1] is not None else _header(run, model_file)
         if damage:
@@ -201,32 +244,35 @@ def _fixed(run, duplicates):
             run.lines.append(f"replaced {outcome.path} with a hard link of {outcome.shared} "
                              f"(the copy is kept as {outcome.kept})")
             run.fixed.append({"path": outcome.path, "shared": outcome.shared, "kept": outcome.kept})
+            run.cache.forget(cache_key(run.layout, outcome.path))  # its inode changed: hashed afresh next time
     return left
 
 
-def _forget_gone(run, shared, copies, resolutions, fix):
-    """Drop the cache entries of files under the walked folders that are no longer there (and of
-    the copies just replaced: their inode changed)."""
-    from comfy_init.ops.models.walk import cache_key
-
-    seen = {f.key for f in shared} | {c.file.key for c in copies}
-    seen -= {cache_key(run.layout, f["path"]) for f in run.fixed} if fix else set()
+def _forget_gone(run, resolutions):
+    """Drop the cache entries of files under the walked folders that are no longer there. Every
+    file judged whose key the loaded cache holds was counted: when that is all of its keys, none
+    is gone (the common case, with no set of 100,000 keys built); otherwise each entry under a
+    walked folder is looked at (lstat)."""
+    entries = run.cache.entries
+    if run.in_cache == len(entries):
+        return
     prefixes = tuple(cache_key(run.layout, p).rstrip("/") + "/" for p in
                      [run.layout.shared_models] + [root for r in resolutions for root in r.copy_roots])
-    for key in run.cache.entries:
-        if key.startswith(prefixes) and key not in seen:
+    for key in list(entries):
+        if key.startswith(prefixes) and not os.path.lexists(key if os.path.isabs(key) else
+                                                            os.path.join(run.layout.data, key)):
             run.cache.forget(key)
 
 
-def _result(run, ids, shared, copies, seconds):
+def _result(run, ids, copies, seconds):
     kinds = {}
     for problem in run.problems:
         kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
-    shared_bytes = sum(f.info.st_size for f in shared)
-    data = {"instances": ids, "shared_files": len(shared), "shared_bytes": shared_bytes,
+    shared_bytes = run.shared_bytes
+    data = {"instances": ids, "shared_files": run.shared_files, "shared_bytes": shared_bytes,
             "instance_files": len(copies), "hashed_files": run.hashed_files, "hashed_bytes": run.hashed_bytes,
             "fixed": run.fixed, "found": kinds, "cache": run.layout.model_hash_cache, "seconds": round(seconds, 3)}
-    summary = (f"{len(shared)} files in shared/models ({shared_bytes / 2**30:.2f} GiB), {len(copies)} in instance "
+    summary = (f"{run.shared_files} files in shared/models ({shared_bytes / 2**30:.2f} GiB), {len(copies)} in instance "
                f"folders of {len(ids)} instance(s); hashed {run.hashed_files} ({run.hashed_bytes / 2**20:.1f} MiB)")
     verdict = "ok: nothing to report" if not run.problems else "found: " + ", ".join(
         f"{count} {kind}" for kind, count in sorted(kinds.items()))

@@ -21,14 +21,21 @@ def cache_key(layout, path):
     return path
 
 
-def walk_files(layout, top, skip=()):
+def walk_files(layout, top):
+    """Every regular file below `top` as a list of ModelFiles, and the directories that could not
+    be listed (see iter_files)."""
+    unreadable = []
+    return list(iter_files(layout, top, unreadable)), unreadable
+
+
+def iter_files(layout, top, unreadable):
     """Every regular file below `top` (a directory; nothing when it is missing or not one), as
-    ModelFiles; directories whose path is in `skip` are not entered. Unreadable directories are
-    passed over and returned in the second list."""
+    ModelFiles, one at a time: a caller that keeps only what it needs holds no list of 100,000
+    stat results (keeping them all costs a third of the walk again). Directories that cannot be
+    listed are passed over and appended to `unreadable`."""
     root = layout.data.rstrip(os.sep) + os.sep
     cut = len(root)
-    files, unreadable, stack = [], [], [top]
-    append = files.append
+    stack, new = [top], tuple.__new__  # tuple.__new__: no Python frame per file
     while stack:
         directory = stack.pop()
         try:
@@ -38,18 +45,15 @@ def walk_files(layout, top, skip=()):
         except OSError:
             unreadable.append(directory)
             continue
+        inside = os.sep == "/" and directory.startswith(root)  # every entry's path starts with its directory's
         with scanner:
             for entry in scanner:
                 if entry.is_dir(follow_symlinks=False):
-                    if entry.path not in skip:
-                        stack.append(entry.path)
+                    stack.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
                     try:
                         info = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue  # gone between the listing and the stat
                     path = entry.path
-                    append(ModelFile(path, path[cut:] if path.startswith(root) else path, info, entry.name))
-    if os.sep != "/":
-        files = [ModelFile(f.path, cache_key(layout, f.path), f.info, f.name) for f in files]
-    return files, unreadable
+                    yield new(ModelFile, (path, path[cut:] if inside else cache_key(layout, path), info, entry.name))
