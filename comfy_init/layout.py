@@ -108,7 +108,8 @@ class InstancePaths:
     # -- models and workflows (comfy-init models verify, workflows publish|import) ------------
     # The default user's workflow folder, where ComfyUI's UI saves and lists workflows.
     workflows = property(lambda self: os.path.join(self.user, "default", "workflows"))
-    # An instance's own extra_model_paths.yaml (passed with --extra-model-paths-config when present).
+    # An instance's own extra_model_paths.yaml: ComfyUI reads it when CLI_ARGS pass it with
+    # --extra-model-paths-config (models verify always looks at it).
     extra_model_paths = property(lambda self: self._join(EXTRA_MODEL_PATHS_NAME))
 
     def workflow(self, name):

@@ -22,6 +22,7 @@ the damaged bytes are kept once as `model-hashes.json.damaged` and an empty cach
 """
 
 import json
+import os
 
 from comfy_init.errors import ComfyInitError
 from comfy_init.store import locks
@@ -130,6 +131,7 @@ class HashCache:
         if not self.changed:
             return False
         path = self.layout.model_hash_cache
+        os.makedirs(self.layout.meta, exist_ok=True)
         with locks.hold(self.layout.model_hash_cache_lock, timeout=LOCK_TIMEOUT):
             try:
                 data = read_regular(path)
@@ -143,3 +145,13 @@ class HashCache:
             write_atomic(path, json.dumps(document, separators=(",", ":")).encode(), backup=backup)
         self.entries, self._new, self._gone, self.damaged = merged, {}, set(), False
         return True
+
+    def save_or_say_why(self):
+        """`save`, for callers whose findings stand without the cache (a read-only meta/): None when
+        saved (or nothing to save), else the line that says why it could not be."""
+        try:
+            self.save()
+        except (ComfyInitError, OSError) as error:
+            why = error.problems[0].line() if isinstance(error, ComfyInitError) else str(error)
+            return f"warning: the hash cache was not saved (the next run hashes again): {why}"
+        return None

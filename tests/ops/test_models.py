@@ -227,3 +227,34 @@ def test_the_entries_of_removed_files_leave_the_cache(tmp_path):
     assert verify_models(layout, settle=0, pause=no_pause).data["hashed_files"] == 0
     with open(layout.model_hash_cache) as stream:
         assert list(json.load(stream)["entries"]) == [os.path.relpath(keep, layout.data)]
+
+
+def test_progress_is_told_of_every_hashed_byte_and_an_unwritable_cache_only_warns(tmp_path):
+    layout = make_tree(tmp_path / "data", A)
+    write(f"{layout.shared_models}/checkpoints/a.ckpt", b"a" * 3_000_000)
+    write(f"{layout.shared_models}/checkpoints/b.ckpt", b"b" * 1000)
+    os.mkdir(layout.model_hash_cache_lock)  # the lock cannot be opened: the cache cannot be written
+    calls = []
+    result = verify_models(layout, progress=lambda files, total: calls.append((files, total)), settle=0,
+                           pause=no_pause)
+    assert result.exit_code == 0 and calls and calls[-1][1] == 3_001_000
+    assert any(line.startswith("warning: the hash cache was not saved") for line in result.lines)
+    assert not os.path.exists(layout.model_hash_cache)
+
+
+def test_the_yaml_files_comfyui_reads_the_checkouts_and_those_cli_args_name(tmp_path):
+    from comfy_init.store.registry import Registry
+
+    layout = make_tree(tmp_path / "data", A, B)
+    with Registry(layout).transaction() as document:
+        document["instances"][A]["cli_args"] = ["--lowvram", "--extra-model-paths-config", "/data/instances/core-a/cfg/p.yaml"]
+    named = write(f"{layout.instance(A).root}/cfg/p.yaml", b"mine:\n  vae: /mnt/other/vae\n")
+    app = tmp_path / "app"
+    checkout_yaml = write(app / "extra_model_paths.yaml", b"nas:\n  base_path: /mnt/nas\n  checkpoints: ckpt\n"
+                                                          b"  custom_nodes: nodes\n")
+    result = verify_models(layout, settle=0, pause=no_pause, app_dir=str(app))
+    found = [(p.path, p.message) for p in result.problems]
+    assert (named, "mine.vae resolves to /mnt/other/vae, outside shared/models") in found
+    assert [f for f in found if f[0] == checkout_yaml] == [
+        (checkout_yaml, "nas.checkpoints resolves to /mnt/nas/ckpt, outside shared/models")]  # once, not per instance
+    assert verify_models(layout, [B], settle=0, pause=no_pause).problems == []  # no app_dir, nothing named

@@ -21,6 +21,8 @@ def verify_command(fix, instance_ids, settle, data_dir, as_json):
     """Check that every instance finds its models in shared/models, and that no model file is a
     copy, empty, a left-over or running download, or a damaged safetensors file.
 
+    The extra_model_paths.yaml files read: the checkout's (COMFY_APP_DIRECTORY, when set), those
+    the instance's cli_args name with --extra-model-paths-config, and instances/ID/extra_model_paths.yaml.
     Hashes (BLAKE3) are kept in meta/model-hashes.json: a second run over unchanged files reads
     none of them.
 
@@ -29,9 +31,12 @@ def verify_command(fix, instance_ids, settle, data_dir, as_json):
     75 a download is still running; 66 no such instance.
     Example:  comfy-init models verify --instance core-1 --fix
     """
+    import os
+
     from comfy_init.ops.models.verify import verify_models
 
     progress = Progress("hashing")
-    result = verify_models(layout_for(data_dir), list(instance_ids), fix=fix, progress=progress, settle=settle)
+    result = verify_models(layout_for(data_dir), list(instance_ids), fix=fix, progress=progress, settle=settle,
+                           app_dir=os.environ.get("COMFY_APP_DIRECTORY") or None)
     progress.done()
     finish(result, as_json)

@@ -25,7 +25,7 @@ from collections import namedtuple
 from comfy_init.ops.models.checks import partial_target
 from comfy_init.ops.models.hashing import Changed, cached_hash, hash_file
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
-from comfy_init.ops.models.resolve import resolve
+from comfy_init.ops.models.resolve import configured, resolve
 from comfy_init.ops.models.walk import iter_files, walk_files
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_stamp
@@ -100,12 +100,13 @@ def duplicates_among(cache, sizes, copies, progress=None):
     return problems
 
 
-def find_duplicates(layout, instance_ids=None, cache=None, progress=None):
+def find_duplicates(layout, instance_ids=None, cache=None, progress=None, app_dir=None):
     """model-duplicate Problems for the copies of shared models in the instances' folders (all
     instances, or `instance_ids`). Learnt hashes are saved to the cache (pass `cache` to save it
-    yourself). `progress(nbytes)` is called as files are hashed."""
+    yourself). `progress(nbytes)` is called as files are hashed; `app_dir`: see verify_models."""
     ids = all_instance_ids(layout) if instance_ids is None else list(instance_ids)
-    copies = instance_copies(layout, [resolve(layout, i) for i in ids])
+    entries = configured(layout)
+    copies = instance_copies(layout, [resolve(layout, i, entries.get(i), app_dir) for i in ids])
     if not copies:
         return []
     sizes = shared_by_size(layout, {c.file.info.st_size for c in copies if c.file.info.st_size})
@@ -115,7 +116,7 @@ def find_duplicates(layout, instance_ids=None, cache=None, progress=None):
     cache = HashCache.load(layout) if own_cache else cache
     problems = duplicates_among(cache, sizes, copies, progress)
     if own_cache:
-        cache.save()
+        cache.save_or_say_why()  # the findings stand without it
     return problems
 
 

@@ -1,8 +1,14 @@
 """Where each instance finds its model folders, and which of its folders can hold copies of models.
 
 An instance resolves its models to shared/models when `instances/<id>/models` is the link the tree
-makes (any link whose target resolves to shared/models) and every model folder of its own
-`extra_model_paths.yaml` resolves into shared/models too.
+makes (any link whose target resolves to shared/models) and every model folder of the
+extra_model_paths.yaml files ComfyUI reads for it resolves into shared/models too. Those are:
+- the checkout's `extra_model_paths.yaml` and `extra_paths.yaml` (COMFY_APP_DIRECTORY, when
+  known here), which every instance of that image reads;
+- every `--extra-model-paths-config PATH...` of the instance's `cli_args` in the registry (a
+  path under the container's /data is read under --data);
+- `instances/<id>/extra_model_paths.yaml`, the place docs/models.md suggests for an instance's
+  own file (given to ComfyUI with `--extra-model-paths-config`).
 
 The instance folders searched for copies of shared models (documented in docs/models.md):
 - `models/` when it is a real directory (planted in place of the link);
@@ -25,6 +31,20 @@ from comfy_init.ops.models.extra_paths import model_folders
 Resolution = namedtuple("Resolution", "instance problems copy_roots")
 
 
+CONTAINER_DATA = "/data"  # where the compose files mount the data tree inside a container
+CONFIG_FLAG = "--extra-model-paths-config"
+
+
+def configured(layout):
+    """{id: registry entry} of the configured instances ({} when the registry cannot be read)."""
+    try:
+        from comfy_init.store.registry import Registry
+
+        return dict(Registry(layout).load()["instances"])
+    except (ComfyInitError, KeyError, TypeError):
+        return {}  # a damaged registry is `registry show`'s to report; the directories still count
+
+
 def instance_ids(layout):
     """Ids of the instances of the tree: configured in the registry or present as directories."""
     ids = set()
@@ -33,13 +53,31 @@ def instance_ids(layout):
             ids = {e.name for e in entries if INSTANCE_ID_PATTERN.match(e.name) and e.is_dir(follow_symlinks=False)}
     except (FileNotFoundError, NotADirectoryError):
         pass
-    try:
-        from comfy_init.store.registry import Registry
+    return sorted(ids | set(configured(layout)))
 
-        ids |= set(Registry(layout).load()["instances"])
-    except (ComfyInitError, KeyError, TypeError):
-        pass  # a damaged registry is `registry show`'s to report; the directories still count
-    return sorted(ids)
+
+def _host_path(layout, path):
+    """A path as the container sees it, read here: /data/... is under --data."""
+    if path == CONTAINER_DATA or path.startswith(CONTAINER_DATA + "/"):
+        return os.path.join(layout.data, os.path.relpath(path, CONTAINER_DATA))
+    return path
+
+
+def yaml_files(layout, instance, entry, app_dir):
+    """The extra_model_paths.yaml files ComfyUI reads for this instance (those that exist or are named)."""
+    files = [os.path.join(app_dir, name) for name in ("extra_model_paths.yaml", "extra_paths.yaml")] if app_dir else []
+    args, taking = list((entry or {}).get("cli_args") or []), False
+    for arg in args:
+        if arg.startswith(CONFIG_FLAG + "="):
+            files.append(arg.split("=", 1)[1])
+        elif arg == CONFIG_FLAG:
+            taking = True
+        elif taking and not arg.startswith("-"):
+            files.append(arg if os.path.isabs(arg) else os.path.join(CONTAINER_DATA, "instances", instance.id, arg))
+        else:
+            taking = False
+    files = [_host_path(layout, f) for f in files] + [instance.extra_model_paths]
+    return list(dict.fromkeys(files))
 
 
 def _inside(path, root):
@@ -67,8 +105,7 @@ def _link_problems(layout, instance, shared):
     return [], []
 
 
-def _extra_problems(layout, instance, shared):
-    path = instance.extra_model_paths
+def _extra_problems(layout, instance, shared, path):
     try:
         data = read_regular(path)
     except ComfyInitError as error:
@@ -103,11 +140,15 @@ def _node_model_dirs(instance):
     return [c for c in candidates if os.path.isdir(c) and not os.path.islink(c)]
 
 
-def resolve(layout, instance_id):
-    """A Resolution: the instance's paths, the problems of how it finds models, the folders to search."""
+def resolve(layout, instance_id, entry=None, app_dir=None):
+    """A Resolution: the instance's paths, the problems of how it finds models, the folders to
+    search. `entry` is its registry entry (for cli_args), `app_dir` the ComfyUI checkout, if known."""
     instance = layout.instance(instance_id)
     shared = os.path.realpath(layout.shared_models)
-    link_problems, link_roots = _link_problems(layout, instance, shared)
-    extra_problems, extra_roots = _extra_problems(layout, instance, shared)
-    roots = link_roots + [r for r in _node_model_dirs(instance) + extra_roots if r not in link_roots]
-    return Resolution(instance, link_problems + extra_problems, roots)
+    problems, roots = _link_problems(layout, instance, shared)
+    for path in yaml_files(layout, instance, entry, app_dir):
+        more, extra_roots = _extra_problems(layout, instance, shared, path)
+        problems += more
+        roots += [r for r in extra_roots if r not in roots]
+    roots += [r for r in _node_model_dirs(instance) if r not in roots]
+    return Resolution(instance, problems, roots)

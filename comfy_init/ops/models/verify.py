@@ -17,7 +17,7 @@ from comfy_init.ops.models import checks
 from comfy_init.ops.models.duplicates import duplicates_among, fix_duplicate, instance_copies
 from comfy_init.ops.models.hashing import cached_hash
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
-from comfy_init.ops.models.resolve import resolve
+from comfy_init.ops.models.resolve import configured, resolve
 from comfy_init.ops.models.walk import cache_key, iter_files
 from comfy_init.problems import Problem
 from comfy_init.results import Result
@@ -47,9 +47,11 @@ class _Run:
         self.recent_after = time.time_ns() - int(checks.RECENT_SECONDS * 1e9)
 
 
-def verify_models(layout, instance_ids=None, *, fix=False, progress=None, settle=SETTLE_SECONDS, pause=time.sleep):
+def verify_models(layout, instance_ids=None, *, fix=False, progress=None, settle=SETTLE_SECONDS, pause=time.sleep,
+                  app_dir=None):
     """`progress(files, bytes)` is called while hashing; `pause(seconds)` is the wait between the
-    two looks at recently changed files (tests pass one that writes)."""
+    two looks at recently changed files (tests pass one that writes); `app_dir` the ComfyUI
+    checkout whose extra_model_paths.yaml every instance reads (None: not looked at)."""
     import gc
 
     # One object per file: without this, the collector would walk them all again and again while
@@ -57,7 +59,7 @@ def verify_models(layout, instance_ids=None, *, fix=False, progress=None, settle
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _verify(layout, instance_ids, fix, progress, settle, pause)
+        return _verify(layout, instance_ids, fix, progress, settle, pause, app_dir)
     except ComfyInitError as error:
         return Result.failure(COMMAND, error)
     except OSError as exc:
@@ -83,15 +85,17 @@ def _selected(layout, instance_ids):
     return list(dict.fromkeys(instance_ids))
 
 
-def _verify(layout, instance_ids, fix, progress, settle, pause):
+def _verify(layout, instance_ids, fix, progress, settle, pause, app_dir):
     started = time.monotonic()
     ids = _selected(layout, instance_ids)
     if not os.path.isdir(layout.shared_models):
         raise ComfyInitError(Problem("missing-path", "shared/models does not exist", path=layout.shared_models,
                                      fix="pass the data directory with --data, or create an instance first"))
     run = _Run(layout, progress)
-    resolutions = [resolve(layout, i) for i in ids]
-    run.problems += [p for r in resolutions for p in r.problems]
+    entries = configured(layout)
+    resolutions = [resolve(layout, i, entries.get(i), app_dir) for i in ids]
+    # One problem per file and finding: the checkout's yaml is every instance's.
+    run.problems += list({(p.kind, p.path, p.message): p for r in resolutions for p in r.problems}.values())
     copies = instance_copies(layout, resolutions)
     candidates = _walk_shared(run, {c.file.info.st_size for c in copies})
     for copy in copies:
@@ -106,7 +110,8 @@ def _verify(layout, instance_ids, fix, progress, settle, pause):
     duplicates = duplicates_among(run.cache, sizes, sound)
     run.problems += _fixed(run, duplicates) if fix else duplicates
     _forget_gone(run, resolutions)
-    run.cache.save()
+    warning = run.cache.save_or_say_why()
+    run.lines += [warning] if warning else []
     return _result(run, ids, copies, time.monotonic() - started)
 
 
