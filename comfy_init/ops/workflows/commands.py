@@ -70,7 +70,7 @@ def _read_workflows(paths_by_name, where):
             data = read_regular(path)
             if data is None:
                 problems.append(Problem("unknown-workflow", f"no workflow {name!r} in {where}", path=path,
-                                        fix=f"`comfy-init workflows list` shows the shared ones; names are file names without .json"))
+                                        fix="`comfy-init workflows list` shows the shared ones; names are file names without .json"))
                 continue
             found[name] = (data, parse_workflow(data, path))
         except ComfyInitError as error:
