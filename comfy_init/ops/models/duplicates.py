@@ -20,6 +20,7 @@ meta/trash) are on different filesystems nothing is changed, and the problem say
 
 import errno
 import os
+import re
 from collections import namedtuple
 
 from comfy_init.ops.models.checks import partial_target
@@ -65,15 +66,24 @@ def duplicate_problem(copy, shared_file, digest):
         path=copy.file.path,
         fix="`comfy-init models verify --fix` replaces it with a hard link of the shared file "
             "(the copy is kept in meta/trash until `comfy-init instance purge`)",
-        details=(f"instance: {copy.instance}", f"shared: {shared_file.path}", f"blake3: {digest}",
-                 f"size: {copy.file.info.st_size}"))
+        details=(f"instance {copy.instance}, {copy.file.info.st_size} bytes, blake3 {digest}, shared file: "
+                 f"{shared_file.path}",))
+
+
+_FACTS = re.compile(r"\Ainstance (?P<instance>\S+), (?P<size>\d+) bytes, blake3 (?P<blake3>[0-9a-f]{64}), "
+                    r"shared file: (?P<shared>.+)\Z", re.S)
 
 
 def duplicate_facts(problem):
-    """The details of a model-duplicate problem as a dict: instance, shared, blake3, size."""
-    facts = dict(line.split(": ", 1) for line in problem.details if ": " in line)
-    facts["size"] = int(facts["size"]) if "size" in facts else None
-    return facts
+    """The details of a model-duplicate problem as a dict: instance, shared, blake3, size (one
+    detail line, the shared path last so that any path reads back whole)."""
+    for line in problem.details:
+        match = _FACTS.match(line)
+        if match:
+            facts = match.groupdict()
+            facts["size"] = int(facts["size"])
+            return facts
+    return {"instance": None, "shared": None, "blake3": None, "size": None}
 
 
 def duplicates_among(cache, sizes, copies, progress=None):
@@ -154,6 +164,8 @@ def fix_duplicate(layout, problem, stamp=None):
     """Replace the instance copy a model-duplicate `problem` names with a hard link of the shared
     file (see the module's docstring). Fix.problem is None when done (or when it already was)."""
     facts = duplicate_facts(problem)
+    if problem.kind != "model-duplicate" or facts["shared"] is None:
+        raise ValueError(f"not a model-duplicate problem of find_duplicates: {problem!r}")
     checked = _verified(problem, facts)
     if isinstance(checked, Problem):
         return Fix(problem.path, facts.get("shared"), None, checked)
