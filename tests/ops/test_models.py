@@ -258,3 +258,25 @@ def test_the_yaml_files_comfyui_reads_the_checkouts_and_those_cli_args_name(tmp_
     assert [f for f in found if f[0] == checkout_yaml] == [
         (checkout_yaml, "nas.checkpoints resolves to /mnt/nas/ckpt, outside shared/models")]  # once, not per instance
     assert verify_models(layout, [B], settle=0, pause=no_pause).problems == []  # no app_dir, nothing named
+
+
+def test_across_filesystems_nothing_is_changed_and_the_problem_says_so(tmp_path, monkeypatch):
+    import errno
+
+    layout = make_tree(tmp_path / "data", A)
+    content = safetensors_bytes(3000)
+    write(f"{layout.shared_models}/loras/a.safetensors", content)
+    copy = write(f"{layout.instance(A).custom_nodes}/n/models/a, shared file: odd.safetensors", content)
+    (problem,) = find_duplicates(layout)
+    assert duplicate_facts(problem)["shared"].endswith("loras/a.safetensors")
+    before = os.stat(copy)
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", source)
+
+    monkeypatch.setattr(os, "link", cross_device)
+    outcome = fix_duplicate(layout, problem)
+    assert outcome.problem is not None and "another filesystem" in outcome.problem.message
+    assert "ln -f" in outcome.problem.fix and os.stat(copy).st_ino == before.st_ino
+    leftovers = [name for name in os.listdir(os.path.dirname(copy)) if name.startswith(".")]
+    assert leftovers == []

@@ -111,3 +111,14 @@ def test_unknown_names_instances_and_bad_arguments(layout):
     assert import_workflows(layout, ["w"], to=A, all_instances=True).exit_code == 64
     assert import_workflows(layout, ["none"], to=A).exit_code == 66
     assert list_workflows(layout).lines == ["no shared workflows"]
+
+
+def test_subgraph_nodes_count_and_republishing_the_same_bytes_changes_nothing(layout):
+    flow = {"nodes": [{"id": 1, "type": "subgraph-1"}],
+            "definitions": {"subgraphs": [{"nodes": [{"id": 2, "type": "VAELoader", "widgets_values": ["vae.pt"]}]}]}}
+    write(layout.instance(A).workflow("sub"), json.dumps(flow).encode())
+    first = publish_workflows(layout, A, ["sub"])
+    assert first.data["workflows"][0]["missing_models"] == ["vae.pt"]
+    again = publish_workflows(layout, A, ["sub"])
+    assert again.data["workflows"][0]["outcome"] == "same" and "unchanged" in again.lines[0]
+    assert sorted(os.listdir(layout.shared_workflows)) == [".lock", ".published.json", "sub.json"]
