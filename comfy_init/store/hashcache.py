@@ -105,8 +105,9 @@ class HashCache:
         entry = self.entries.get(key)
         if entry is None:
             return False
-        stat, _, rest = entry.partition(":")
-        return rest[64:65] == ":" and stat == str((info.st_mtime_ns << 128) | (info.st_ino << 64) | info.st_size)
+        stat = str((info.st_mtime_ns << 128) | (info.st_ino << 64) | info.st_size)
+        end = len(stat)  # "<stat>:<64 hex>:": compared in place, no piece of the entry copied
+        return entry.startswith(stat) and entry[end:end + 1] == ":" and entry[end + 65:end + 66] == ":"
 
     def record(self, key, info, digest=None, damage=None):
         """Keep `digest` and/or `damage` ("" when the header was checked and is sound) for `key` at
