@@ -280,3 +280,22 @@ def test_across_filesystems_nothing_is_changed_and_the_problem_says_so(tmp_path,
     assert "ln -f" in outcome.problem.fix and os.stat(copy).st_ino == before.st_ino
     leftovers = [name for name in os.listdir(os.path.dirname(copy)) if name.startswith(".")]
     assert leftovers == []
+
+
+def test_the_fixer_in_checks_shape_says_what_it_did_or_raises(tmp_path):
+    from comfy_init.errors import ComfyInitError
+    from comfy_init.ops.models.duplicates import fix_for_check
+
+    layout = make_tree(tmp_path / "data", A)
+    content = safetensors_bytes(3000)
+    shared = write(f"{layout.shared_models}/loras/a.safetensors", content)
+    copy = write(f"{layout.instance(A).custom_nodes}/n/models/a.safetensors", content)
+    other = write(f"{layout.instance(A).custom_nodes}/n/models/b.safetensors", content)
+    first, second = find_duplicates(layout)
+    line = fix_for_check(layout, first)
+    assert line.startswith(f"replaced {first.path} with a hard link of {shared}") and "meta/trash" in line
+    assert fix_for_check(layout, first) is None  # nothing left to do
+    write(second.path, safetensors_bytes(3000, seed=5))
+    with pytest.raises(ComfyInitError) as refused:
+        fix_for_check(layout, second)
+    assert refused.value.problems[0].path == second.path and {copy, other} == {first.path, second.path}

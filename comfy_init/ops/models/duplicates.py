@@ -3,6 +3,7 @@
 
     find_duplicates(layout, instance_ids=None) -> [Problem("model-duplicate", path=<instance copy>)]
     fix_duplicate(layout, problem) -> Fix(path, shared, kept, problem)   (problem None: fixed)
+    fix_for_check(layout, problem) -> "what was done" | None, or raises   (check's fixer contract)
     duplicate_facts(problem) -> {"instance", "shared", "blake3", "size"}
 
 Sizes first: shared/models is walked once (os.scandir, the DirEntry's lstat reused) into sizes;
@@ -190,6 +191,20 @@ def fix_duplicate(layout, problem, stamp=None):
             problem, why, f"nothing was changed; replace it yourself: `ln -f {facts['shared']} {problem.path}` "
                           "on one filesystem, else delete the copy"))
     return Fix(problem.path, facts["shared"], kept, None)
+
+
+def fix_for_check(layout, problem):
+    """fix_duplicate in the shape of `comfy-init check`'s fixers: the line that says what was done,
+    None when there was nothing to do (the copy already is a link of the shared file), or a
+    ComfyInitError carrying why nothing was changed."""
+    from comfy_init.errors import error_for
+
+    outcome = fix_duplicate(layout, problem)
+    if outcome.problem is not None:
+        raise error_for(outcome.problem)
+    if outcome.kept is None:
+        return None
+    return f"replaced {outcome.path} with a hard link of {outcome.shared} (the copy is kept as {outcome.kept})"
 
 
 def _stat_key(info):
