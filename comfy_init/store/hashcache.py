@@ -2,15 +2,18 @@
 stat says of it, so re-verifying an unchanged tree is stat calls only.
 
     {"comfy_init_model_hashes": 1,
-     "entries": {"<path>": "<stat>:<blake3 hex or empty>:<verdict>"}}
+     "dirs": {"<directory>": {"<file name>": "<stat>:<blake3 hex or empty>:<verdict>"}}}
 
 <stat> is the decimal of (mtime_ns << 128) | (inode << 64) | size: one exact number for the three,
 made from a stat result with two shifts and one str() (formatting three numbers costs twice as
 much, and a re-verify does it once per file). <verdict> is `-` (header not checked), `+` (checked
 and sound) or `!<why it is damaged>`. One string per entry, not a list: a JSON parser reads
-100,000 strings three times faster than as many lists. `<path>` is relative to the data root (with `/`),
-so the cache holds at any mount point; a file outside the data root (an extra_model_paths.yaml
-target) is keyed by its absolute path. An entry counts only while size, mtime_ns and inode all
+100,000 strings three times faster than as many lists. Entries are grouped by directory: a walk
+looks a directory up once and then each file by its name (no path string built per file, and a
+small table per directory instead of one of 100,000 keys), and the file is a sixth smaller.
+`<directory>` is relative to the data root (with `/`), so the cache holds at any mount point; a
+directory outside the data root (an extra_model_paths.yaml target) is named by its absolute path.
+A file's key (`lookup`, `record`, `forget`) is `<directory>/<file name>`. An entry counts only while size, mtime_ns and inode all
 still match: anything that rewrites a file changes one of them. Hashing is not done here (blake3
 belongs to ops); this module only keeps entries.
 
@@ -21,6 +24,7 @@ and replaces the file atomically. A cache that does not parse, or has another sh
 the damaged bytes are kept once as `model-hashes.json.damaged` and an empty cache starts over.
 """
 
+import itertools
 import json
 import os
 
@@ -34,19 +38,19 @@ _KEY = "comfy_init_model_hashes"
 
 
 def _decode(data):
-    """The entries of cache bytes, or None when they are not a cache of this version."""
+    """{directory: {name: entry}} of cache bytes, or None when they are not a cache of this version."""
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(document, dict) or document.get(_KEY) != VERSION:
         return None
-    entries = document.get("entries")
-    if not isinstance(entries, dict):
+    dirs = document.get("dirs")
+    if not isinstance(dirs, dict) or set(map(type, dirs.values())) - {dict}:
         return None
-    if set(map(type, entries.values())) - {str}:  # (a string's content is checked where it is used)
-        return {key: entry for key, entry in entries.items() if _valid(entry)}
-    return entries
+    if set(map(type, itertools.chain.from_iterable(d.values() for d in dirs.values()))) - {str}:
+        return {d: {n: e for n, e in names.items() if _valid(e)} for d, names in dirs.items()}
+    return dirs  # (a string's content is checked where it is used)
 
 
 def _valid(entry):
@@ -63,14 +67,28 @@ def _encode(info, digest, damage):
     return f"{stat_key(info)}:{digest or ''}:{verdict}"
 
 
+def hashed_in(names, name, info):
+    """Whether `names` (a `directory()` table) has a hash for file `name` at `info`: the one
+    question a re-verify asks of every file, cut to the bone (no piece of the entry is copied)."""
+    entry = names.get(name)
+    if entry is None:
+        return False
+    stat = str((info.st_mtime_ns << 128) | (info.st_ino << 64) | info.st_size)
+    end = len(stat)  # "<stat>:<64 hex>:"
+    return entry.startswith(stat) and entry[end:end + 1] == ":" and entry[end + 65:end + 66] == ":"
+
+
+_EMPTY = {}
+
+
 class HashCache:
     """The entries of one data tree's cache; `lookup` and `record` while walking, `save` at the end."""
 
     def __init__(self, layout):
         self.layout = layout
-        self.entries = {}
+        self.dirs = {}
         self.damaged = False  # the file was there and not a cache: rebuilt on save
-        self._new = {}
+        self._new = {}  # key -> entry
         self._gone = set()
 
     @classmethod
@@ -82,32 +100,45 @@ class HashCache:
         except ComfyInitError:
             data, cache.damaged = None, True  # a link or FIFO planted there: rebuilt (moved aside) on save
         if data is not None:
-            entries = _decode(data)
-            cache.damaged = entries is None
-            cache.entries = entries or {}
+            dirs = _decode(data)
+            cache.damaged = dirs is None
+            cache.dirs = dirs or {}
         return cache
+
+    def directory(self, directory_key):
+        """{file name: entry} of one directory as loaded (for hashed_in); empty when none."""
+        return self.dirs.get(directory_key, _EMPTY)
+
+    def has(self, key):
+        directory, _, name = key.rpartition("/")
+        return name in self.dirs.get(directory, _EMPTY)
+
+    def count(self):
+        """How many entries were loaded."""
+        return sum(map(len, self.dirs.values()))
+
+    def keys(self):
+        return [f"{d}/{n}" for d, names in self.dirs.items() for n in names]
 
     def lookup(self, key, info):
         """(hash, damage) recorded for `key` while `info` (an os.stat_result) still matches, else None.
         hash is None when not hashed; damage None when not checked, "" when sound."""
-        entry = (self._new.get(key) if self._new else None) or self.entries.get(key)
+        entry = self._new.get(key) if self._new else None
+        if entry is None:
+            directory, _, name = key.rpartition("/")
+            entry = self.dirs.get(directory, _EMPTY).get(name)
         if entry is None:
             return None
         stat, _, rest = entry.partition(":")
-        if stat != str((info.st_mtime_ns << 128) | (info.st_ino << 64) | info.st_size):
+        if stat != stat_key(info):
             return None
         digest, _, verdict = rest.partition(":")
         return digest or None, None if verdict == "-" else verdict[1:]
 
     def hashed(self, key, info):
-        """Whether the loaded cache has a hash for `key` at `info`: `lookup` cut down to the one
-        question a re-verify asks of every file (called 100,000 times for 100,000 files)."""
-        entry = self.entries.get(key)
-        if entry is None:
-            return False
-        stat = str((info.st_mtime_ns << 128) | (info.st_ino << 64) | info.st_size)
-        end = len(stat)  # "<stat>:<64 hex>:": compared in place, no piece of the entry copied
-        return entry.startswith(stat) and entry[end:end + 1] == ":" and entry[end + 65:end + 66] == ":"
+        """Whether the loaded cache has a hash for `key` at `info` (hashed_in by key)."""
+        directory, _, name = key.rpartition("/")
+        return hashed_in(self.dirs.get(directory, _EMPTY), name, info)
 
     def record(self, key, info, digest=None, damage=None):
         """Keep `digest` and/or `damage` ("" when the header was checked and is sound) for `key` at
@@ -125,7 +156,17 @@ class HashCache:
 
     @property
     def changed(self):
-        return bool(self._new) or any(key in self.entries for key in self._gone) or self.damaged
+        return bool(self._new) or any(self.has(key) for key in self._gone) or self.damaged
+
+    def _merged(self, current):
+        merged = {d: dict(names) for d, names in current.items()}
+        for key in self._gone:
+            directory, _, name = key.rpartition("/")
+            merged.get(directory, {}).pop(name, None)
+        for key, entry in self._new.items():
+            directory, _, name = key.rpartition("/")
+            merged.setdefault(directory, {})[name] = entry
+        return {d: names for d, names in merged.items() if names}
 
     def save(self):
         """Merge what was learnt into the file on disk, under its lock; a no-op when nothing changed."""
@@ -140,11 +181,10 @@ class HashCache:
                 data = b""  # not a regular file: write_atomic renames over it (the link itself, never followed)
             current = _decode(data) if data is not None else {}
             backup = self.layout.model_hash_cache_damaged if current is None and data else None
-            merged = {key: entry for key, entry in (current or {}).items() if key not in self._gone and _valid(entry)}
-            merged.update(self._new)
-            document = {_KEY: VERSION, "entries": merged}
+            merged = self._merged(current or {})
+            document = {_KEY: VERSION, "dirs": merged}
             write_atomic(path, json.dumps(document, separators=(",", ":")).encode(), backup=backup)
-        self.entries, self._new, self._gone, self.damaged = merged, {}, set(), False
+        self.dirs, self._new, self._gone, self.damaged = merged, {}, set(), False
         return True
 
     def save_or_say_why(self):

@@ -222,11 +222,13 @@ def test_the_entries_of_removed_files_leave_the_cache(tmp_path):
     gone = write(f"{layout.shared_models}/loras/gone.safetensors", safetensors_bytes(200))
     verify_models(layout, settle=0, pause=no_pause)
     with open(layout.model_hash_cache) as stream:
-        assert len(json.load(stream)["entries"]) == 2
+        assert sorted(json.load(stream)["dirs"]["shared/models/loras"]) == ["gone.safetensors", "keep.safetensors"]
     os.unlink(gone)
     assert verify_models(layout, settle=0, pause=no_pause).data["hashed_files"] == 0
     with open(layout.model_hash_cache) as stream:
-        assert list(json.load(stream)["entries"]) == [os.path.relpath(keep, layout.data)]
+        assert json.load(stream)["dirs"].keys() == {os.path.dirname(os.path.relpath(keep, layout.data))}
+    with open(layout.model_hash_cache) as stream:
+        assert list(json.load(stream)["dirs"]["shared/models/loras"]) == ["keep.safetensors"]
 
 
 def test_progress_is_told_of_every_hashed_byte_and_an_unwritable_cache_only_warns(tmp_path):

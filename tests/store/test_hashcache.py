@@ -44,8 +44,8 @@ def test_two_writers_merge_and_forgotten_entries_go(tmp_path):
     second.forget("gone")
     first.save()
     second.save()
-    entries = json.loads((tmp_path / "meta" / "model-hashes.json").read_text())["entries"]
-    assert set(entries) == {"a", "b"}
+    dirs = json.loads((tmp_path / "meta" / "model-hashes.json").read_text())["dirs"]
+    assert dirs == {"": {"a": dirs[""]["a"], "b": dirs[""]["b"]}}
 
 
 def _writer(data, number):
@@ -54,7 +54,7 @@ def _writer(data, number):
     for round_ in range(5):
         cache = HashCache.load(layout)
         for n in range(20):
-            cache.record(f"w{number}/r{round_}/{n}", info, f"{number}-{round_}-{n}")
+            cache.record(f"w{number}/r{round_}/{n}", info, f"{number}-{round_}-{n}".ljust(64, "0"))
         cache.save()
 
 
@@ -68,25 +68,27 @@ def test_concurrent_verifier_processes_lose_no_entry(tmp_path):
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    entries = json.loads((tmp_path / "meta" / "model-hashes.json").read_text())["entries"]
-    assert len(entries) == 4 * 5 * 20
+    dirs = json.loads((tmp_path / "meta" / "model-hashes.json").read_text())["dirs"]
+    assert len(dirs) == 4 * 5 and sum(map(len, dirs.values())) == 4 * 5 * 20
 
 
 def test_a_damaged_cache_is_rebuilt_and_its_bytes_kept(tmp_path):
     layout = layout_at(tmp_path)
     cache_path = tmp_path / "meta" / "model-hashes.json"
-    for damage in (b"{not json", json.dumps({"comfy_init_model_hashes": 99, "entries": {}}).encode(),
-                   json.dumps({"comfy_init_model_hashes": 1, "entries": {"k": [1, 2]}}).encode()):
+    for damage in (b"{not json", json.dumps({"comfy_init_model_hashes": 99, "dirs": {}}).encode(),
+                   json.dumps({"comfy_init_model_hashes": 1, "dirs": {"d": {"k": [1, 2]}}}).encode(),
+                   json.dumps({"comfy_init_model_hashes": 1, "dirs": {"d": "not a table"}}).encode()):
         cache_path.write_bytes(damage)
         cache = HashCache.load(layout)
         (tmp_path / "f").write_bytes(b"x")
         info = os.lstat(tmp_path / "f")
-        assert cache.lookup("k", info) is None
+        assert cache.lookup("d/k", info) is None
         cache.record("f", info, "h")
         cache.save()
         document = json.loads(cache_path.read_text())
-        assert document["comfy_init_model_hashes"] == 1 and list(document["entries"]) == ["f"]
-        if damage.startswith(b"{not") or b"99" in damage:
+        assert document["comfy_init_model_hashes"] == 1 and list(document["dirs"]) == [""]
+        assert list(document["dirs"][""]) == ["f"]
+        if damage.startswith(b"{not") or b"99" in damage or b"not a table" in damage:
             assert (tmp_path / "meta" / "model-hashes.json.damaged").read_bytes() == damage
 
 
@@ -96,7 +98,7 @@ def test_a_link_planted_as_the_cache_is_never_followed(tmp_path):
     target.write_text("keep me")
     os.symlink(target, tmp_path / "meta" / "model-hashes.json")
     cache = HashCache.load(layout)
-    assert cache.damaged and cache.entries == {}
+    assert cache.damaged and cache.count() == 0
     (tmp_path / "f").write_bytes(b"x")
     cache.record("f", os.lstat(tmp_path / "f"), "h")
     cache.save()

@@ -28,7 +28,8 @@ from comfy_init.ops.models.checks import partial_target
 from comfy_init.ops.models.hashing import Changed, cached_hash, hash_file
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
 from comfy_init.ops.models.resolve import configured, resolve
-from comfy_init.ops.models.walk import iter_files, walk_files
+from comfy_init.ops.models.walk import iter_listings, walk_files
+from comfy_init.ops.models.walk import model_file as make_model_file
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import fsync_directory, unused_name
@@ -39,13 +40,17 @@ Copy = namedtuple("Copy", "instance file")
 
 
 def shared_by_size(layout, wanted):
-    """{size: [ModelFile]} of the files under shared/models whose size is in `wanted` (one walk,
-    keeping nothing else)."""
+    """{size: [ModelFile]} of the files under shared/models whose size is in `wanted`: one walk
+    that makes a ModelFile only for those (the others cost their lstat and nothing more)."""
     sizes = {}
-    for model_file in iter_files(layout, layout.shared_models, []):
-        size = model_file.info.st_size
-        if size in wanted:
-            sizes.setdefault(size, []).append(model_file)
+    for directory_key, entries in iter_listings(layout, layout.shared_models, []):
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_size in wanted:
+                sizes.setdefault(info.st_size, []).append(make_model_file(entry, directory_key, info))
     return sizes
 
 

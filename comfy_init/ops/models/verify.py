@@ -18,13 +18,14 @@ from comfy_init.ops.models.duplicates import duplicates_among, fix_duplicate, in
 from comfy_init.ops.models.hashing import cached_hash
 from comfy_init.ops.models.resolve import instance_ids as all_instance_ids
 from comfy_init.ops.models.resolve import configured, resolve
-from comfy_init.ops.models.walk import cache_key, iter_files
+from comfy_init.ops.models.walk import cache_key, iter_listings
+from comfy_init.ops.models.walk import model_file as make_model_file
 from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import conflicts
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import io_failure
-from comfy_init.store.hashcache import HashCache
+from comfy_init.store.hashcache import HashCache, hashed_in
 
 COMMAND = "models verify"
 SETTLE_SECONDS = 2.0
@@ -116,23 +117,30 @@ def _verify(layout, instance_ids, fix, progress, settle, pause, app_dir):
 
 
 def _walk_shared(run, wanted):
-    """Judge every file of shared/models as the walk yields it, keeping only those with the size
-    of an instance copy (duplicate candidates): a tree of 100,000 sound files leaves no list."""
+    """Judge every file of shared/models as the walk lists it, keeping only those with the size of
+    an instance copy (duplicate candidates): a tree of 100,000 sound files leaves no list. A file
+    the cache knows as hashed at its stat is _judge's first case, done here inline: one lookup by
+    name in its directory's table."""
     unreadable, candidates = [], []
     files = size_total = hits = 0
-    judge, hashed, recent, recent_after = _judge, run.cache.hashed, run.recent, run.recent_after
-    for model_file in iter_files(run.layout, run.layout.shared_models, unreadable):
-        info = model_file.info
-        files += 1
-        size_total += info.st_size
-        if hashed(model_file.key, info):  # _judge's first case, inline: a sound file seen before
-            hits += 1
-            if info.st_mtime_ns > recent_after:
-                recent.append(model_file)
-        else:
-            judge(run, model_file)
-        if info.st_size in wanted:
-            candidates.append(model_file)
+    judge, recent, recent_after, directory = _judge, run.recent, run.recent_after, run.cache.directory
+    for directory_key, entries in iter_listings(run.layout, run.layout.shared_models, unreadable):
+        names = directory(directory_key)
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone between the listing and the stat
+            files += 1
+            size_total += info.st_size
+            if names and hashed_in(names, entry.name, info):
+                hits += 1
+                if info.st_mtime_ns > recent_after:
+                    recent.append(make_model_file(entry, directory_key, info))
+            else:
+                judge(run, make_model_file(entry, directory_key, info))
+            if info.st_size in wanted:
+                candidates.append(make_model_file(entry, directory_key, info))
     run.shared_files, run.shared_bytes = files, size_total
     run.in_cache += hits
     run.problems += [Problem("cannot-look", "cannot be listed", path=d, fix="make it readable for comfy-init")
@@ -151,7 +159,7 @@ def _judge(run, model_file):
         if info.st_mtime_ns > run.recent_after:
             run.recent.append(model_file)
         return
-    run.in_cache += model_file.key in run.cache.entries
+    run.in_cache += run.cache.has(model_file.key)
     name = model_file.name
     if checks.PARTIAL_NAME.search(name):
         run.partial.append(model_file)
@@ -258,12 +266,11 @@ def _forget_gone(run, resolutions):
     file judged whose key the loaded cache holds was counted: when that is all of its keys, none
     is gone (the common case, with no set of 100,000 keys built); otherwise each entry under a
     walked folder is looked at (lstat)."""
-    entries = run.cache.entries
-    if run.in_cache == len(entries):
+    if run.in_cache == run.cache.count():
         return
     prefixes = tuple(cache_key(run.layout, p).rstrip("/") + "/" for p in
                      [run.layout.shared_models] + [root for r in resolutions for root in r.copy_roots])
-    for key in list(entries):
+    for key in run.cache.keys():
         if key.startswith(prefixes) and not os.path.lexists(key if os.path.isabs(key) else
                                                             os.path.join(run.layout.data, key)):
             run.cache.forget(key)

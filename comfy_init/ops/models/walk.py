@@ -28,14 +28,14 @@ def walk_files(layout, top):
     return list(iter_files(layout, top, unreadable)), unreadable
 
 
-def iter_files(layout, top, unreadable):
-    """Every regular file below `top` (a directory; nothing when it is missing or not one), as
-    ModelFiles, one at a time: a caller that keeps only what it needs holds no list of 100,000
-    stat results (keeping them all costs a third of the walk again). Directories that cannot be
+def iter_listings(layout, top, unreadable):
+    """(directory key, [DirEntry of its regular files]) for each directory below `top` (a
+    directory; nothing when it is missing or not one), links never followed. The key is what
+    cache_key gives the directory (file keys are `<key>/<name>`). Directories that cannot be
     listed are passed over and appended to `unreadable`."""
     root = layout.data.rstrip(os.sep) + os.sep
     cut = len(root)
-    stack, new = [top], tuple.__new__  # tuple.__new__: no Python frame per file
+    stack = [top]
     while stack:
         directory = stack.pop()
         try:
@@ -45,15 +45,30 @@ def iter_files(layout, top, unreadable):
         except OSError:
             unreadable.append(directory)
             continue
-        inside = os.sep == "/" and directory.startswith(root)  # every entry's path starts with its directory's
+        files = []
         with scanner:
             for entry in scanner:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue  # gone between the listing and the stat
-                    path = entry.path
-                    yield new(ModelFile, (path, path[cut:] if inside else cache_key(layout, path), info, entry.name))
+                    files.append(entry)
+        inside = os.sep == "/" and directory.startswith(root)
+        yield (directory[cut:] if inside else cache_key(layout, directory)), files
+
+
+def model_file(entry, directory_key, info):
+    """The ModelFile of a DirEntry of iter_listings."""
+    return tuple.__new__(ModelFile, (entry.path, f"{directory_key}/{entry.name}", info, entry.name))
+
+
+def iter_files(layout, top, unreadable):
+    """Every regular file below `top` as ModelFiles, one at a time (see iter_listings): a caller
+    that keeps only what it needs holds no list of 100,000 stat results (keeping them all costs a
+    third of the walk again)."""
+    for directory_key, entries in iter_listings(layout, top, unreadable):
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone between the listing and the stat
+            yield model_file(entry, directory_key, info)
