@@ -301,3 +301,17 @@ def test_the_fixer_in_checks_shape_says_what_it_did_or_raises(tmp_path):
     with pytest.raises(ComfyInitError) as refused:
         fix_for_check(layout, second)
     assert refused.value.problems[0].path == second.path and {copy, other} == {first.path, second.path}
+
+
+def test_verifying_one_instance_keeps_the_cache_entries_of_the_others(tmp_path):
+    import json
+
+    layout = make_tree(tmp_path / "data", A, B)
+    write(f"{layout.shared_models}/loras/s.safetensors", safetensors_bytes(100))
+    write(f"{layout.instance(A).custom_nodes}/n/models/a.pt", b"a" * 10)
+    write(f"{layout.instance(B).custom_nodes}/n/models/b.pt", b"b" * 10)
+    verify_models(layout, settle=0, pause=no_pause)
+    verify_models(layout, [A], settle=0, pause=no_pause)
+    with open(layout.model_hash_cache) as stream:
+        dirs = json.load(stream)["dirs"]
+    assert f"instances/{B}/custom_nodes/n/models" in dirs and f"instances/{A}/custom_nodes/n/models" in dirs

@@ -263,17 +263,19 @@ def _fixed(run, duplicates):
 
 def _forget_gone(run, resolutions):
     """Drop the cache entries of files under the walked folders that are no longer there. Every
-    file judged whose key the loaded cache holds was counted: when that is all of its keys, none
-    is gone (the common case, with no set of 100,000 keys built); otherwise each entry under a
-    walked folder is looked at (lstat)."""
-    if run.in_cache == run.cache.count():
-        return
+    file judged whose key the loaded cache holds was counted: when that is as many as the cache
+    holds under the walked folders, none is gone (the common case: no set of 100,000 keys is
+    built, no file looked at again); otherwise each entry under a walked folder is (lstat)."""
     prefixes = tuple(cache_key(run.layout, p).rstrip("/") + "/" for p in
                      [run.layout.shared_models] + [root for r in resolutions for root in r.copy_roots])
-    for key in run.cache.keys():
-        if key.startswith(prefixes) and not os.path.lexists(key if os.path.isabs(key) else
-                                                            os.path.join(run.layout.data, key)):
-            run.cache.forget(key)
+    tables = [(d, names) for d, names in run.cache.dirs.items() if (d + "/").startswith(prefixes)]
+    if run.in_cache == sum(len(names) for _, names in tables):
+        return
+    for directory, names in tables:
+        for name in list(names):
+            key = f"{directory}/{name}"
+            if not os.path.lexists(key if os.path.isabs(key) else os.path.join(run.layout.data, key)):
+                run.cache.forget(key)
 
 
 def _result(run, ids, copies, seconds):
