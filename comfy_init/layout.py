@@ -56,6 +56,21 @@ def before_template_name(path, stamp):
     """The name a file replaced by `template apply` is kept under: <path>.before-template-<UTC>."""
     return f"{path}.before-template-{stamp}"
 
+# -- models and workflows ------------------------------------------------------------------
+EXTRA_MODEL_PATHS_NAME = "extra_model_paths.yaml"
+# One component of a workflow name: no slash, no leading dot (dot names are comfy-init's own files).
+_WORKFLOW_PART = re.compile(r"\A[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,127}\Z")
+
+
+def workflow_name(name):
+    """`name` without a trailing .json, checked: path components under the workflow folder (a
+    subfolder is allowed: `sdxl/portrait`), none empty, `.`-led or `..`; ValueError otherwise."""
+    text = name[:-5] if isinstance(name, str) and name.endswith(".json") else name
+    if not isinstance(text, str) or not text or not all(_WORKFLOW_PART.match(p) for p in text.split("/")):
+        raise ValueError(f"not a workflow name: {name!r}")
+    return text
+
+
 # Snapshot archives (zstandard; gzip ones are read too) and the manifest copy beside each.
 SNAPSHOT_SUFFIX = ".tar.zst"
 SNAPSHOT_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz")
@@ -89,6 +104,17 @@ class InstancePaths:
     database = property(lambda self: os.path.join(self.user, DATABASE_NAME))
     session_file = property(lambda self: os.path.join(self.user, SESSION_NAME))
     owner_file = property(lambda self: self._join(OWNER_NAME))
+
+    # -- models and workflows (comfy-init models verify, workflows publish|import) ------------
+    # The default user's workflow folder, where ComfyUI's UI saves and lists workflows.
+    workflows = property(lambda self: os.path.join(self.user, "default", "workflows"))
+    # An instance's own extra_model_paths.yaml: ComfyUI reads it when CLI_ARGS pass it with
+    # --extra-model-paths-config (models verify always looks at it).
+    extra_model_paths = property(lambda self: self._join(EXTRA_MODEL_PATHS_NAME))
+
+    def workflow(self, name):
+        """workflows/<name>.json: one workflow of the default user (`name` as workflow_name checks)."""
+        return os.path.join(self.workflows, *workflow_name(name).split("/")) + ".json"
 
     def template_target(self, relative):
         """Where a template file (one of TEMPLATE_CAPTURED) lives in this instance."""
@@ -139,6 +165,15 @@ class Layout:
     def model_folder(self, name):
         return os.path.join(self.shared_models, name)
 
+    # -- shared workflows (comfy-init workflows) -----------------------------------------------
+    # Who published each shared workflow and when (a dot name: never a workflow), and its lock.
+    shared_workflows_index = property(lambda self: os.path.join(self.shared_workflows, ".published.json"))
+    shared_workflows_lock = property(lambda self: os.path.join(self.shared_workflows, ".lock"))
+
+    def shared_workflow(self, name):
+        """shared/workflows/<name>.json (`name` as workflow_name checks)."""
+        return os.path.join(self.shared_workflows, *workflow_name(name).split("/")) + ".json"
+
     # -- instances ---------------------------------------------------------------------------
     instances = property(lambda self: os.path.join(self.data, "instances"))
 
@@ -166,6 +201,10 @@ class Layout:
     migration_manifest = property(lambda self: os.path.join(self.meta, "migration-manifest.json"))
     migration_lock = property(lambda self: os.path.join(self.locks, ".migration.lock"))  # no id starts with "."
     model_hash_cache = property(lambda self: os.path.join(self.meta, "model-hashes.json"))
+    # Taken by every writer of the model hash cache (`models verify`, `check`).
+    model_hash_cache_lock = property(lambda self: os.path.join(self.meta, "model-hashes.json.lock"))
+    # Kept when the cache is found damaged and rebuilt.
+    model_hash_cache_damaged = property(lambda self: os.path.join(self.meta, "model-hashes.json.damaged"))
 
     def meta_folders(self):
         """The folders under meta/ that every start makes sure of."""

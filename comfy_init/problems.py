@@ -64,6 +64,16 @@ KINDS = {
     "shared-database": (errors.DATAERR, "two instances use one ComfyUI database file"),
     "checkout-database": (errors.DATAERR, "a ComfyUI database in the ComfyUI checkout, where old releases share it"),
     "stray-temporary": (errors.FAILED, "a temporary file or folder that a killed comfy-init left behind"),
+    # shared models (models verify, check) and shared workflows
+    "model-duplicate": (errors.FAILED, "an instance holds its own copy of a file that shared/models already has"),
+    "model-incomplete": (errors.DATAERR, "a model file is empty or a download left over (.part, .tmp, .download)"),
+    "model-damaged": (errors.DATAERR, "a safetensors file's header does not parse or disagrees with its size"),
+    "model-growing": (errors.TEMPFAIL, "a model file is still being written (a download in progress)"),
+    "model-concurrent-download": (errors.TEMPFAIL, "two downloads of the same model are in progress at once"),
+    "model-path-unshared": (errors.DATAERR, "an instance resolves a model folder outside shared/models"),
+    "unknown-workflow": (errors.NOINPUT, "no workflow of that name in the instance or in shared/workflows"),
+    "workflow-exists": (errors.DATAERR, "a workflow of that name is already there (--force replaces it, keeping a backup)"),
+    "workflow-invalid": (errors.DATAERR, "a file is not ComfyUI workflow JSON"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

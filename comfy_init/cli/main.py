@@ -18,6 +18,8 @@ from comfy_init.cli.lazy import LazyGroup
     "verify-fs": "comfy_init.cli.verify_fs:verify_fs_command",
     "status": "comfy_init.cli.status:status",
     "check": "comfy_init.cli.check:check_command",
+    "models": "comfy_init.cli.models:models",
+    "workflows": "comfy_init.cli.workflows:workflows",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

@@ -56,8 +56,8 @@ CHECKERS = (
     Checker("tree", tree.find_tree, tree.fix_link, fixes=("link-missing",)),
     Checker("databases", tree.find_databases),
     Checker("writable", writable.find_unwritable),
-    # Built elsewhere, plugged in at merge with one row each:
-    # Checker("model-duplicates", "comfy_init.ops.models.duplicates:find_duplicates"),
+    Checker("model-duplicates", "comfy_init.ops.models.duplicates:find_duplicates",
+            "comfy_init.ops.models.duplicates:fix_for_check", fixes=("model-duplicate",)),
     Checker("migration", "comfy_init.ops.migrate.migration:unfinished",
             "comfy_init.ops.migrate.migration:finish_unfinished", fixes=("migration-unfinished",)),
 )
