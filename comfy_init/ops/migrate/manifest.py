@@ -25,8 +25,7 @@ def _type(mode):
     return OTHER
 
 
-def _readable(info):
-    uid = os.geteuid()
+def _readable(info, uid):
     if uid == 0:
         return True
     if info.st_uid == uid:
@@ -52,11 +51,11 @@ def file_digest(path, chunk=1 << 20):
         os.close(fd)
 
 
-def entry_of(path, info, hash_small=True):
-    kind = _type(info.st_mode)
+def entry_of(path, info, hash_small=True, uid=None):
+    kind = FILE if stat.S_ISREG(info.st_mode) else _type(info.st_mode)
     target = os.readlink(path) if kind == LINK else None
     digest = None
-    if kind == FILE and not _readable(info):
+    if kind == FILE and not _readable(info, os.geteuid() if uid is None else uid):
         digest = UNREADABLE
     elif kind == FILE and hash_small and info.st_size <= SMALL_FILE:
         digest = file_digest(path)
@@ -72,6 +71,7 @@ class Walk:
         self.entries, self.foreign, self.failures = {}, [], []
         self.progress, self.hash_small = progress, hash_small
         self.totals = {}  # root -> (entries, bytes of its files)
+        self.uid = os.geteuid()  # once a walk, not once an entry
 
     def tree(self, root):
         info = os.lstat(root)
@@ -94,7 +94,7 @@ class Walk:
             for item in listing:
                 info = item.stat(follow_symlinks=False)
                 try:
-                    self.entries[item.path] = entry_of(item.path, info, self.hash_small)
+                    self.entries[item.path] = entry_of(item.path, info, self.hash_small, self.uid)
                 except OSError as error:
                     self.failures.append((item.path, error.strerror))
                     continue

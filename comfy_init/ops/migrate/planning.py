@@ -80,6 +80,9 @@ def _uncopyable(plan, entries):
     """Files this user cannot read: a rename moves them (said in the plan), a copy cannot (refused),
     nor can it carry FIFOs, sockets and devices."""
     copied = [step["src"] for step in plan.steps if step["step"] == "copy"]
+    if not copied:  # renames carry everything: only unreadable files are worth a line
+        plan.unreadable += [path for path, entry in entries.items() if entry[DIGEST] == UNREADABLE]
+        return
     for path, entry in entries.items():
         in_copy = any(is_inside(path, root) for root in copied)
         if entry[TYPE] == OTHER and in_copy:
