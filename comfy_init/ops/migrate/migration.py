@@ -64,7 +64,7 @@ def migrate(layout, *, from_path=None, instance_id=None, port=None, variant="cor
             if plan.problems:
                 raise error_for(*plan.problems)
             journal = _start(layout, plan, entries)
-            return _run(layout, journal, progress, plan_lines(plan, dry_run=False))
+            return _run(layout, journal, progress, plan_lines(plan, dry_run=False), entries)
     except ComfyInitError as error:
         return Result.failure(COMMAND, error)
     except OSError as error:
@@ -182,7 +182,9 @@ def _ended(journal, kind):
     return {record["step_index"] for record in journal.records if record["record"] == kind}
 
 
-def _run(layout, journal, progress, lines):
+def _run(layout, journal, progress, lines, entries=None):
+    """Every step not yet ended, then the verification (against `entries`, the manifest this run
+    wrote, or the one on disk when resuming)."""
     plan = journal.plan
     done = _ended(journal, "end")
     for index, step in enumerate(plan["steps"]):
@@ -193,7 +195,7 @@ def _run(layout, journal, progress, lines):
         journal.append("end", step_index=index)
         if progress is not None:
             progress(index + 1, len(plan["steps"]))
-    report = verify_forward(layout, plan, _manifest(layout))
+    report = verify_forward(layout, plan, entries if entries is not None else _manifest(layout))
     journal.append("verified", **report)
     if report["differences"]:
         raise error_for(Problem("failed", f"the moved tree misses or mismatches {report['difference_count']} entries "

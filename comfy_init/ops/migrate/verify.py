@@ -8,8 +8,10 @@ since nothing was lost.
 """
 
 import os
+import stat
 
-from comfy_init.ops.migrate.manifest import LINK, TARGET, TYPE, Walk, differences, lexical_target
+from comfy_init.ops.migrate.manifest import (DIRECTORY, FILE, INODE, LINK, MODE, MTIME, OTHER, SIZE, TARGET, TYPE, Walk,
+                                             differences, kind_of, lexical_target, type_name)
 from comfy_init.ops.migrate.plan import aimer, relocator
 
 SHOWN = 50
@@ -35,8 +37,65 @@ def _destination(step):
     return step["dst"]
 
 
+class _Seen:
+    """What readdir alone tells of an entry (its inode and type: no stat call), for a rename,
+    where the inode IS the identity; `full` adds the lstat (copies: new inodes, sizes to compare)."""
+
+    __slots__ = ("kind", "ino", "info")
+
+    def __init__(self, kind, ino, info=None):
+        self.kind, self.ino, self.info = kind, ino, info
+
+
+def _kind_of_entry(item):
+    if item.is_symlink():
+        return LINK
+    if item.is_dir(follow_symlinks=False):
+        return DIRECTORY
+    return FILE if item.is_file(follow_symlinks=False) else OTHER
+
+
+def _seen(root, full):
+    """(path, _Seen) of `root` and of everything below it, links never followed, any depth."""
+    info = os.lstat(root)
+    yield root, _Seen(kind_of(info.st_mode), info.st_ino, info)
+    pending = [root]
+    while pending:
+        try:
+            listing = os.scandir(pending.pop())
+        except OSError:
+            continue  # a directory that vanished or cannot be read: its entries show as missing
+        with listing:
+            for item in listing:
+                kind = _kind_of_entry(item)
+                yield item.path, _Seen(kind, item.inode(), item.stat(follow_symlinks=False) if full else None)
+                if kind == DIRECTORY:
+                    pending.append(item.path)
+
+
+def _compare(old_path, old, new_path, seen, same_inode, aim):
+    """(lost, changed) for one entry: a renamed one by its inode and type, a copied one by its
+    lstat (its bytes were compared by BLAKE3 when it was copied)."""
+    if seen.kind != old[TYPE]:
+        return [f"{new_path}: was a {type_name(old[TYPE])}, is a {type_name(seen.kind)}"], []
+    if same_inode and seen.kind not in (DIRECTORY, LINK) and seen.ino != old[INODE]:
+        return [f"{new_path}: it is another file (its inode changed)"], []
+    if seen.kind == LINK:
+        new = [LINK, 0, 0, 0, seen.ino, 1, os.readlink(new_path), None]
+        if not _link_moved_right(old_path, old, new_path, new, aim):
+            return [f"{new_path}: the link points elsewhere now ({new[TARGET]!r})"], []
+        return [], []
+    info, changed = seen.info, []
+    if info is not None and seen.kind == FILE and (info.st_size != old[SIZE] or info.st_mtime_ns != old[MTIME]):
+        changed.append(f"{new_path}: size or modification time changed since the plan")
+    if info is not None and stat.S_IMODE(info.st_mode) != old[MODE]:
+        changed.append(f"{new_path}: mode {old[MODE]:o} became {stat.S_IMODE(info.st_mode):o}")
+    return [], changed
+
+
 def verify_forward(layout, plan, entries, progress=None):
-    """Every old entry at its new place, as it was."""
+    """Every old entry at its new place, as it was: a renamed tree by readdir alone (same inode,
+    same type: the same file), a copied one by lstat, both against the manifest."""
     aim = aimer(plan, relocator(plan["steps"]))
     seen, lost, changed = set(), [], []
     for step in (s for s in plan["steps"] if s["step"] in MOVING):
@@ -44,20 +103,19 @@ def verify_forward(layout, plan, entries, progress=None):
         if not os.path.lexists(destination):
             lost.append(f"{destination}: missing")
             continue
-        walk = Walk(progress, hash_small=False)
-        walk.tree(destination)
-        for new_path, new in walk.entries.items():
-            old_path = step["src"] + new_path[len(destination):]
+        source, cut, copied = step["src"], len(destination), step["step"] == "copy"
+        for new_path, found in _seen(destination, full=copied):
+            old_path = source + new_path[cut:]
             old = entries.get(old_path)
             if old is None:
                 changed.append(f"{new_path}: appeared since the plan (kept)")
                 continue
             seen.add(old_path)
-            gone, touched = differences(old, new, same_inode=step["step"] != "copy")
-            if not _link_moved_right(old_path, old, new_path, new, aim):
-                gone.append(f"the link points elsewhere now ({new[TARGET]!r})")
-            lost += [f"{new_path}: {text}" for text in gone]
-            changed += [f"{new_path}: {text}" for text in touched]
+            gone, touched = _compare(old_path, old, new_path, found, not copied, aim)
+            lost += gone
+            changed += touched
+        if progress is not None:
+            progress(len(seen))
     seen |= {merge["from"] for merge in plan["merged"] if os.path.isdir(merge["into"])}
     lost += [f"{path}: not at its new place" for path in sorted(set(entries) - seen)]
     return _report(len(entries), len(seen), lost, changed)
