@@ -118,7 +118,8 @@ RUNNING_HERE, STALE = claims.RUNNING_HERE, claims.STALE
 STOPPED, ORPHANED = "stopped", "orphaned directory"
 
 
-def _directories(layout):
+def instance_directories(layout):
+    """The names of the directories under instances/ (the ones `list` and `status` show)."""
     try:
         # Dot names are never ids: a restore's staging directory (.restore-<id>-<token>) is not an instance.
         return {entry.name for entry in os.scandir(layout.instances)
@@ -153,7 +154,7 @@ def collect_rows(layout, probe_timeout=1.0, probe_hosts=None):
     """One row per configured instance, claim, or directory under instances/; running instances
     probed in parallel (one timeout in all, however many do not answer)."""
     document = Registry(layout).load()
-    ids = sorted(set(document["instances"]) | set(document["claims"]) | _directories(layout))
+    ids = sorted(set(document["instances"]) | set(document["claims"]) | instance_directories(layout))
     rows = [_row(layout, i, document["instances"].get(i), document["claims"].get(i)) for i in ids]
     running = [row for row in rows if row["state"] == RUNNING_HERE]
     if running:

@@ -13,13 +13,13 @@ Instances on another host are not probed (their address is not known here). Noth
 instance files, and nothing prints.
 """
 
-import os
 import threading
 import time
 
 from comfy_init.comfyui.endpoint import probe_host
 from comfy_init.comfyui.http import HTTPFailure, get_json
 from comfy_init.errors import ComfyInitError
+from comfy_init.ops.instances import instance_directories
 from comfy_init.ops.process_tree import ProcessSampler
 from comfy_init.results import Result
 from comfy_init.store import claims, locks
@@ -44,7 +44,7 @@ def status(layout, *, timeout=1.0, sampler=None):
 
 def collect(layout, timeout, sampler):
     document = Registry(layout).load()
-    ids = sorted(set(document["instances"]) | set(document["claims"]) | _directories(layout))
+    ids = sorted(set(document["instances"]) | set(document["claims"]) | instance_directories(layout))
     rows = [_row(layout, i, document["instances"].get(i), document["claims"].get(i)) for i in ids]
     here = [row for row in rows if row["state"] == RUNNING_HERE]
     holders = {row["id"]: locks.holder_pid(layout.lock_path(row["id"])) for row in here}
@@ -54,15 +54,6 @@ def collect(layout, timeout, sampler):
     for row in here:
         row.update(figures.get(row["id"], {}))
     return rows
-
-
-def _directories(layout):
-    try:
-        # Dot names are never ids: a restore's staging directory is not an instance.
-        return {entry.name for entry in os.scandir(layout.instances)
-                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")}
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
 
 
 def _row(layout, instance_id, entry, claim):
