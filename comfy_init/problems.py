@@ -131,6 +131,11 @@ def is_control(character):
     return ord(character) < 32 or 127 <= ord(character) < 160
 
 
+def one_line(text):
+    """`text` with control characters escaped (\\n ...): a path can never split a line."""
+    return _one_line(text)
+
+
 def _one_line(text):
     if not any(map(is_control, text)):
         return text

@@ -7,7 +7,10 @@ directory is renamed into meta/trash/<id>-<UTC> (a rename moves a link as a link
 followed, and shared/ is never touched), and the registry entry goes last.
 """
 
+import errno
 import os
+import shlex
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -356,19 +359,57 @@ def trash_entries(layout):
 
 
 def purge_trash(layout):
-    """Remove what `instance delete` moved to meta/trash: the only command that deletes files."""
+    """Remove what `instance delete` moved to meta/trash: the only command that deletes files.
+    Never below a mount point (a share mounted in a deleted instance went along with its folder:
+    its files were never the data root's), never through a link; an entry it cannot remove is one
+    problem, and the others are still removed."""
     try:
         refuse_while_migrating(layout, None, "emptying the trash (it holds what a migration parked)")
     except ComfyInitError as error:
         return Result.failure("instance purge", error)
-    import shutil
-
-    removed = []
+    removed, problems = [], []
     for entry in trash_entries(layout).data["trash"]:
-        path = entry["path"]
-        if os.path.islink(path) or not os.path.isdir(path):
-            os.unlink(path)  # a moved link goes as a link, never its target
+        found = _remove_on_one_filesystem(entry["path"])
+        if found:
+            problems += found
         else:
-            shutil.rmtree(path)  # rmtree never follows links inside the tree
-        removed.append(path)
-    return Result("instance purge", {"removed": removed}, [f"removed {path}" for path in removed] or ["the trash is empty"])
+            removed.append(entry["path"])
+    lines = [f"removed {path}" for path in removed] or (["the trash is empty"] if not problems else [])
+    return Result("instance purge", {"removed": removed}, lines, problems)
+
+
+def _remove_on_one_filesystem(root):
+    """Remove `root` bottom-up without leaving its filesystem; the problems that kept parts."""
+    try:
+        top = os.lstat(root)
+    except FileNotFoundError:
+        return []
+    problems, order, pending = [], [], [root]
+    while pending:
+        path = pending.pop()
+        order.append(path)
+        try:
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                if info.st_dev != top.st_dev:
+                    problems.append(Problem("invalid-data", "is a mount point inside the trash: another filesystem's "
+                                            "files were never the data root's, and stay", path=path,
+                                            fix=f"unmount it (umount {shlex.quote(path)}), then purge again"))
+                    order.pop()
+                    continue
+                pending.extend(os.path.join(path, name) for name in os.listdir(path))
+        except OSError as error:
+            problems.append(_cannot_remove(path, error))
+            order.pop()
+    for path in reversed(order):
+        try:
+            os.rmdir(path) if stat.S_ISDIR(os.lstat(path).st_mode) else os.unlink(path)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not problems:
+                problems.append(_cannot_remove(path, error))
+    return problems
+
+
+def _cannot_remove(path, error):
+    return Problem("io-error", f"cannot be removed: {error.strerror or error}", path=path,
+                   fix="run `comfy-init instance purge` as the owner of the trash's files (or root)")

@@ -52,9 +52,10 @@ class Journal:
                 break  # torn by a kill while it was written: never acted upon
             try:
                 record = json.loads(line)
-            except ValueError:
-                break
-            if not isinstance(record, dict) or "record" not in record:
+            except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
+                # A whole line (it ends in a newline) that does not parse was never one we wrote.
+                raise _damaged(path, f"line {len(journal.records) + 1} is not JSON") from None
+            if not isinstance(record, dict) or not isinstance(record.get("record"), str):
                 raise _damaged(path, f"record {len(journal.records) + 1} is not a journal record")
             journal.records.append(record)
             journal._good_bytes += len(line)

@@ -16,7 +16,7 @@ import inspect
 from comfy_init.errors import ComfyInitError
 from comfy_init.ops.check import registry, temps, tree, writable
 from comfy_init.ops.check.context import Context
-from comfy_init.problems import Problem
+from comfy_init.problems import Problem, one_line
 from comfy_init.results import Result
 
 
@@ -110,8 +110,8 @@ def check_data(layout, *, fix=False, puid=None, pgid=None, app_dir=None, stale_a
         ctx = ctx.renewed()
         found = findings(ctx, checkers)
     remaining = [problem for _, problem in found]
-    lines = [f"fixed: {item['done']}" for item in fixed]
-    lines += [f"could not fix {item['finding']['path']}: {item['problem']['message']}" for item in failed]
+    lines = [f"fixed: {one_line(item['done'])}" for item in fixed]
+    lines += [one_line(f"could not fix {item['finding']['path']}: {item['problem']['message']}") for item in failed]
     lines.append(_summary(layout, ctx, remaining, fix))
     data = {"data": layout.data, "instances": ctx.instance_ids, "checks": [c.name for c in checkers],
             "findings": len(remaining), "fixed": fixed, "not_fixed": failed,

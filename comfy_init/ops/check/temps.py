@@ -18,6 +18,7 @@ staging folder can hold the tree it replaced, so no folder is ever deleted.
 
 import os
 import re
+import shlex
 import stat
 
 from comfy_init.errors import BusyError, ComfyInitError, error_for
@@ -142,7 +143,14 @@ def find_temps(ctx):
         age = int((ctx.now - temp.info.st_mtime) // 60)
         folder = stat.S_ISDIR(temp.info.st_mode)
         if temp.lock is None:
-            why, fix = "its writer takes no lock", f"nothing reads it; remove it when no comfy-init command runs: `rm -- {temp.path}`"
+            why = "its writer takes no lock"
+            fix = f"nothing reads it; remove it when no comfy-init command runs: `rm -- {shlex.quote(temp.path)}`"
+        elif _orphaned_tree(ctx, temp) is not None:
+            home = _orphaned_tree(ctx, temp)
+            problems.append(Problem("stray-temporary", f"is the tree of instance {os.path.basename(home)!r} that a "
+                                    f"killed restore left {age} minutes ago, and {home} is missing", path=temp.path,
+                                    fix=f"`comfy-init check --fix` puts it back at {home}"))
+            continue
         else:
             why = f"its writer's lock {temp.lock} is free"
             fix = ("`comfy-init check --fix` moves it to meta/trash" if folder else "`comfy-init check --fix` removes it")
@@ -167,6 +175,10 @@ def fix_temp(ctx, problem):
         again = os.lstat(temp.path)
         if _identity(again) != _identity(temp.info) or not ctx.is_stale(again):
             return None  # replaced (an inode number can be reused; a ctime cannot be set back), or young
+        home = _orphaned_tree(ctx, temp)
+        if home is not None:  # under that instance's lock (the restore's own): nothing else moves it
+            os.rename(temp.path, home)
+            return f"put the tree of instance {os.path.basename(home)!r} back: {temp.path} -> {home}"
         if stat.S_ISDIR(again.st_mode):
             return _to_trash(ctx.layout, temp.path)
         os.unlink(temp.path)  # a file or a link: never what a link points to
@@ -177,6 +189,17 @@ def fix_temp(ctx, problem):
         raise error_for(Problem("io-error", f"cannot remove it: {error.strerror}", path=temp.path)) from None
     finally:
         lock.release()
+
+
+def _orphaned_tree(ctx, temp):
+    """A restore killed between its two renames (where the kernel has no RENAME_EXCHANGE) leaves
+    the instance's live tree as `.restore-<id>-<hex>.replaced` and no instances/<id>: that is the
+    instance's directory to put back, never a temporary. Its home path, else None."""
+    if temp.kind != "restore" or not temp.path.endswith(".replaced"):
+        return None
+    match = _PATTERNS["restore"].match(os.path.basename(temp.path))
+    home = ctx.layout.instance(match["id"]).root
+    return None if os.path.lexists(home) else home
 
 
 def _identity(info):
