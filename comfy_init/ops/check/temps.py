@@ -20,6 +20,7 @@ staging folder can hold the tree it replaced, so no folder is ever deleted.
 """
 
 import os
+import shlex
 import re
 import stat
 
@@ -167,7 +168,8 @@ def find_temps(ctx):
         age = int((ctx.now - temp.info.st_mtime) // 60)
         folder = stat.S_ISDIR(temp.info.st_mode)
         if temp.lock is None:
-            why, fix = "its writer takes no lock", f"nothing reads it; remove it when no comfy-init command runs: `rm -- {temp.path}`"
+            why = "its writer takes no lock"
+            fix = f"nothing reads it; remove it when no comfy-init command runs: `rm -- {shlex.quote(temp.path)}`"
         else:
             why = f"its writer's lock {temp.lock} is free"
             fix = ("`comfy-init check --fix` moves it to meta/trash" if folder else "`comfy-init check --fix` removes it")

@@ -17,6 +17,14 @@ before acting; the instance copy is kept as a hard link in meta/trash/model-dupl
 shared file is renamed over the copy, so the path never disappears and a ComfyUI that has the old
 file open or mapped keeps reading it. Hard links only: when the copy and shared/models (or
 meta/trash) are on different filesystems nothing is changed, and the problem says so.
+
+The shared inode is made read-only (chmod a-w) before the rename, so a non-root writer of the
+instance's path in place (a custom node's updater) gets EACCES instead of rewriting the model of
+every instance; root ignores modes (docs/models.md). Refused, nothing changed: the copy's owner
+could not read the shared file; the kernel (fs.protected_hardlinks) forbids linking another user's
+file; either file is not the inode, size, mtime and ctime that were hashed. The work is done under
+meta/locks/.model-dedupe.lock with the temporary `.<name>.dedupe-<pid>-<hex>` beside the copy
+(`check` reports and removes one a killed fix left); any exception undoes it.
 """
 
 import errno
@@ -203,14 +211,17 @@ def _unchanged(before, now):
         now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns)
 
 
-def _link_refusal(error, facts):
-    """Why os.link of the shared file was refused (EPERM/EACCES: fs.protected_hardlinks)."""
+def _link_refusal(facts, step):
+    """Why os.link (EPERM/EACCES: fs.protected_hardlinks) or the chmod a-w of the shared file was
+    refused: it belongs to another user."""
     try:
         owner = os.lstat(facts["shared"]).st_uid
     except OSError:
         owner = "?"
+    what = ("the kernel (fs.protected_hardlinks) lets only its owner or root hard-link it" if step == "link"
+            else "only its owner or root can make it read-only (chmod a-w)")
     return (f"the shared file {facts['shared']} belongs to another user (uid {owner}; this runs as uid "
-            f"{os.geteuid()}) and the kernel (fs.protected_hardlinks) lets only its owner or root hard-link it",
+            f"{os.geteuid()}) and {what}",
             f"nothing was changed; run the fix as uid {owner} (its owner) or as root")
 
 
@@ -250,11 +261,13 @@ def _replace(layout, problem, facts, copy_info, shared_info, stamp):
     that were hashed, keep the copy in the trash, make the shared inode read-only, rename."""
     directory, name = os.path.split(problem.path)
     temp = os.path.join(directory, f".{name}.dedupe-{os.getpid()}-{os.urandom(4).hex()}")
-    kept, made, mode = None, [], None
+    kept, made, mode, step = None, [], None, "check"
     try:
         if not _unchanged(shared_info, os.lstat(facts["shared"])):
             raise Changed(facts["shared"])
+        step = "link"
         os.link(facts["shared"], temp)
+        step = "check"
         # The link sets the inode's ctime: the rest of its identity must be what was hashed.
         if _stat_key(os.lstat(temp))[:4] != _stat_key(shared_info)[:4]:
             raise Changed(facts["shared"])
@@ -266,21 +279,25 @@ def _replace(layout, problem, facts, copy_info, shared_info, stamp):
             raise Changed(problem.path)
         linked = os.lstat(temp)
         if linked.st_mode & 0o222:
-            mode = stat.S_IMODE(linked.st_mode)
+            step, mode = "chmod", stat.S_IMODE(linked.st_mode)
             os.chmod(temp, mode & ~0o222)  # a regular file we linked: chmod follows no link here
+            step = "rename"
         os.rename(temp, problem.path)
-        fsync_directory(directory)
     except BaseException as error:
         _undo(temp, kept, problem.path, made, mode)
         if not isinstance(error, (OSError, Changed)):
             raise  # KeyboardInterrupt and the like: undone, then on its way
-        if isinstance(error, OSError) and error.errno in (errno.EPERM, errno.EACCES) and not os.path.lexists(temp) \
-                and kept is None:
-            why, fix = _link_refusal(error, facts)
+        denied = isinstance(error, OSError) and error.errno in (errno.EPERM, errno.EACCES)
+        if denied and step in ("link", "chmod"):
+            why, fix = _link_refusal(facts, step)
             return Fix(problem.path, facts["shared"], None, _refused(problem, why, fix))
         cross = isinstance(error, OSError) and error.errno == errno.EXDEV
         why = "it is on another filesystem than shared/models or meta/trash" if cross else _plain(error, temp)
         return Fix(problem.path, facts["shared"], None, _refused(problem, why, _by_hand(facts, problem.path)))
+    try:
+        fsync_directory(directory)
+    except OSError:
+        pass  # done: the rename stands (it is durable at the next sync)
     return Fix(problem.path, facts["shared"], kept, None)
 
 
@@ -303,7 +320,8 @@ def fix_for_check(layout, problem):
         raise error_for(outcome.problem)
     if outcome.kept is None:
         return None
-    return f"replaced {outcome.path} with a hard link of {outcome.shared} (the copy is kept as {outcome.kept})"
+    return (f"replaced {outcome.path} with a hard link of {outcome.shared} "
+            f"(made read-only, chmod a-w; the copy is kept as {outcome.kept})")
 
 
 def _stat_key(info):
