@@ -200,6 +200,8 @@ class Layout:
     migration_journal = property(lambda self: os.path.join(self.meta, "migration-journal.jsonl"))
     migration_manifest = property(lambda self: os.path.join(self.meta, "migration-manifest.json"))
     migration_lock = property(lambda self: os.path.join(self.locks, ".migration.lock"))  # no id starts with "."
+    # Held by `models verify --fix` / `check --fix` while a copy is being replaced by a hard link.
+    model_dedupe_lock = property(lambda self: os.path.join(self.locks, ".model-dedupe.lock"))
     model_hash_cache = property(lambda self: os.path.join(self.meta, "model-hashes.json"))
     # Taken by every writer of the model hash cache (`models verify`, `check`).
     model_hash_cache_lock = property(lambda self: os.path.join(self.meta, "model-hashes.json.lock"))

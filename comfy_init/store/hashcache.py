@@ -41,7 +41,7 @@ def _decode(data):
     """{directory: {name: entry}} of cache bytes, or None when they are not a cache of this version."""
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return None
     if not isinstance(document, dict) or document.get(_KEY) != VERSION:
         return None

@@ -58,7 +58,7 @@ def test_deeply_nested_workflow_json_is_one_clear_line_not_a_traceback(tmp_path)
     assert result.exit_code == 65 and "deep" in str(result.problems[0].path)
 
 
-def test_after_the_fix_an_in_place_write_to_the_instance_copy_does_not_rewrite_the_shared_model(tmp_path):
+def test_after_the_fix_an_in_place_write_to_the_instance_copy_does_not_rewrite_the_shared_model(shm_tree):
     """The fix makes the instance's file a HARD LINK of the shared model. A custom node that
     re-downloads or updates the model of its own folder in place (open(path, "wb"), as many node
     downloaders do) now truncates and rewrites shared/models/... for every instance; before the
@@ -66,15 +66,30 @@ def test_after_the_fix_an_in_place_write_to_the_instance_copy_does_not_rewrite_t
     are replaced, never written in place, by ComfyUI and its downloaders", which custom nodes
     (third-party code, the very folders walked here) do not promise. Fix: do not hard-link into folders a program writes
     (custom_nodes/*/models), or make the shared file read-only (chmod a-w) and say so, or use a
-    reflink (FICLONE) where the filesystem has it; at least document the risk in docs/models.md."""
-    layout = make_tree(tmp_path / "data", A)
+    reflink (FICLONE) where the filesystem has it; at least document the risk in docs/models.md.
+    The fix chose chmod a-w; the writer here is the instance's own non-root user (uid 1000, PUID),
+    because root bypasses file modes (docs/models.md says so plainly: a ComfyUI running as root
+    can still write through the link)."""
+    layout = shm_tree
     content = safetensors_bytes(3000)
     shared = write(f"{layout.shared_models}/loras/a.safetensors", content)
     copy = write(f"{layout.instance(A).custom_nodes}/n/models/a.safetensors", content)
+    for path in (f"{layout.shared_models}/loras", shared, f"{layout.instance(A).custom_nodes}/n",
+                 f"{layout.instance(A).custom_nodes}/n/models", copy):
+        os.chown(path, 1000, 1000)  # both 0644 files of the PUID user (1000), who downloaded them and can write them
     (problem,) = find_duplicates(layout)
     assert fix_duplicate(layout, problem).problem is None
-    with open(copy, "wb") as stream:  # the node's own updater, writing its own file
-        stream.write(b"half a download")
+
+    def node_updater():  # the node's own updater, writing its own file, as the instance's user
+        class Wrote:
+            exit_code, lines = 0, ["wrote"]
+
+        with open(copy, "wb") as stream:
+            stream.write(b"half a download")
+        return Wrote
+
+    outcome = _as_uid_1000(node_updater)
+    assert outcome.startswith("raised PermissionError"), outcome
     assert _read(shared) == content, "the shared model was overwritten through the instance's copy"
 
 

@@ -8,6 +8,9 @@ Every name below is one comfy-init makes, in the one folder it makes it in, whil
     .<node>.cloning-<hex>/           `template apply` cloning a node, in an instance's custom_nodes/
     .restore-<id>-<hex>[.replaced]/  `snapshot restore`'s staging, in instances/
     <models|input>.comfy-init-link-<pid>   a link being re-pointed, in an instance's directory
+    .<model>.dedupe-<pid>-<hex>      `models verify --fix` / `check --fix` replacing a copy of a shared
+                                     model by a hard link, beside the copy (in an instance's model
+                                     folders: custom_nodes/*/models/..., extra_model_paths folders)
 
 One counts as left behind only when it is older than `stale_after` AND the lock its writer holds
 is free (a free flock proves its holder gone). A temporary whose writer takes no lock (the compose
@@ -36,10 +39,12 @@ _PATTERNS = {
     "cloning": re.compile(r"\A\..+\.cloning-[0-9a-f]+\Z"),
     "restore": re.compile(r"\A\.restore-(?P<id>[a-z0-9-]+)-[0-9a-f]+(\.replaced)?\Z"),
     "relink": re.compile(r"\A(models|input)\.comfy-init-link-\d+\Z"),
+    "dedupe": re.compile(r"\A\..+\.dedupe-\d+-[0-9a-f]+\Z"),
 }
 _WHAT = {"tmp": "file written atomically", "partial": "snapshot archive being written",
          "building": "template folder being built", "cloning": "custom node being cloned",
-         "restore": "restore staging folder", "relink": "link being re-pointed"}
+         "restore": "restore staging folder", "relink": "link being re-pointed",
+         "dedupe": "hard link of a shared model being put in place of a copy"}
 
 
 NOT_OURS = object()
@@ -76,7 +81,27 @@ def _places(ctx):
             path = instance.template_target(relative)
             targets.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
         places += [(folder, {"tmp": _only_for(names, lock)}) for folder, names in sorted(targets.items())]
+    places += [(folder, {"dedupe": layout.model_dedupe_lock}) for folder in _model_folders(ctx)]
     return places
+
+
+def _model_folders(ctx):
+    """Every folder below the instances' model folders (where a copy of a shared model can be
+    replaced), links not followed."""
+    from comfy_init.ops.models.resolve import configured, resolve
+
+    entries, folders, seen = ctx.document["instances"] if ctx.document else configured(ctx.layout), [], set()
+    for instance_id in ctx.instance_ids:
+        try:
+            roots = resolve(ctx.layout, instance_id, entries.get(instance_id), ctx.app_dir).copy_roots
+        except (OSError, ComfyInitError):
+            continue  # the model-duplicates check says why
+        for root in roots:
+            for folder, _dirs, _files in os.walk(root):
+                if folder not in seen:
+                    seen.add(folder)
+                    folders.append(folder)
+    return folders
 
 
 def _only_for(names, lock):

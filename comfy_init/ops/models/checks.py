@@ -72,6 +72,8 @@ def safetensors_damage(path, size):
         end = _header_end(json.loads(raw))
     except (ValueError, UnicodeDecodeError) as error:
         return f"the header does not parse: {error}"
+    except RecursionError:
+        return "the header does not parse: its JSON is nested too deeply"
     expected = 8 + length + end
     if expected != size:
         what = "truncated" if size < expected else "longer than its header says"

@@ -17,11 +17,21 @@ before acting; the instance copy is kept as a hard link in meta/trash/model-dupl
 shared file is renamed over the copy, so the path never disappears and a ComfyUI that has the old
 file open or mapped keeps reading it. Hard links only: when the copy and shared/models (or
 meta/trash) are on different filesystems nothing is changed, and the problem says so.
+
+The shared inode is made read-only (chmod a-w) before the rename, so a non-root writer of the
+instance's path in place (a custom node's updater) gets EACCES instead of rewriting the model of
+every instance; root ignores modes (docs/models.md). Refused, nothing changed: the copy's owner
+could not read the shared file; the kernel (fs.protected_hardlinks) forbids linking another user's
+file; either file is not the inode, size, mtime and ctime that were hashed. The work is done under
+meta/locks/.model-dedupe.lock with the temporary `.<name>.dedupe-<pid>-<hex>` beside the copy
+(`check` reports and removes one a killed fix left); any exception undoes it.
 """
 
 import errno
 import os
 import re
+import shlex
+import stat
 from collections import namedtuple
 
 from comfy_init.ops.models.checks import partial_target
@@ -32,6 +42,7 @@ from comfy_init.ops.models.walk import iter_listings, walk_files
 from comfy_init.ops.models.walk import model_file as make_model_file
 from comfy_init.problems import Problem
 from comfy_init.store.clock import utc_stamp
+from comfy_init.store import locks
 from comfy_init.store.files import fsync_directory, unused_name
 from comfy_init.store.hashcache import HashCache
 
@@ -140,12 +151,18 @@ def _refused(problem, why, fix):
     return Problem("failed", f"not replaced: {why}", path=problem.path, fix=fix)
 
 
+def _by_hand(facts, path):
+    return (f"nothing was changed; replace it yourself: `ln -f {shlex.quote(facts['shared'])} {shlex.quote(path)}` "
+            "on one filesystem, else delete the copy")
+
+
 def _verified(problem, facts):
-    """Hash both files again, in full; the copy's lstat as hashed, or a Problem."""
+    """Hash both files again, in full: (the copy's lstat, the shared file's lstat) as hashed, or a
+    Problem."""
     try:
         copy_info, shared_info = os.lstat(problem.path), os.lstat(facts["shared"])
         if (copy_info.st_dev, copy_info.st_ino) == (shared_info.st_dev, shared_info.st_ino):
-            return copy_info
+            return copy_info, shared_info
         copy_hash = hash_file(problem.path, copy_info)
         shared_hash = hash_file(facts["shared"], shared_info)
     except (OSError, Changed) as error:
@@ -154,16 +171,58 @@ def _verified(problem, facts):
     if copy_hash != shared_hash or copy_hash != facts.get("blake3"):
         return _refused(problem, f"it is no longer identical to {facts['shared']}",
                         "nothing was changed; run `comfy-init models verify` again")
-    return copy_info
+    return copy_info, shared_info
 
 
-def _trash_path(layout, facts, path, stamp):
+def _owner_can_read(copy_info, shared_info):
+    """Whether the copy's owner (whose ComfyUI reads it) may read the shared file's inode."""
+    if copy_info.st_uid == 0:
+        return True
+    if shared_info.st_uid == copy_info.st_uid:
+        return bool(shared_info.st_mode & stat.S_IRUSR)
+    if shared_info.st_gid == copy_info.st_gid:
+        return bool(shared_info.st_mode & stat.S_IRGRP)
+    return bool(shared_info.st_mode & stat.S_IROTH)
+
+
+def _trash_path(layout, facts, path, stamp, made):
+    """Where the copy is kept; the folders made for it are appended to `made` (removed again when
+    nothing is kept)."""
     root = os.path.realpath(layout.instance(facts["instance"]).root)
     real = os.path.realpath(path)
     relative = os.path.relpath(real, root) if real.startswith(root + os.sep) else os.path.basename(path)
     target = os.path.join(layout.trash_entry(f"model-duplicates-{stamp}"), facts["instance"], relative)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    missing, folder = [], os.path.dirname(target)
+    while folder and not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        made.append(folder)
     return unused_name(target)
+
+
+def _unchanged(before, now):
+    """Whether two lstat results are of one inode that nothing wrote or linked in between."""
+    return (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns)
+
+
+def _link_refusal(facts, step):
+    """Why os.link (EPERM/EACCES: fs.protected_hardlinks) or the chmod a-w of the shared file was
+    refused: it belongs to another user."""
+    try:
+        owner = os.lstat(facts["shared"]).st_uid
+    except OSError:
+        owner = "?"
+    what = ("the kernel (fs.protected_hardlinks) lets only its owner or root hard-link it" if step == "link"
+            else "only its owner or root can make it read-only (chmod a-w)")
+    return (f"the shared file {facts['shared']} belongs to another user (uid {owner}; this runs as uid "
+            f"{os.geteuid()}) and {what}",
+            f"nothing was changed; run the fix as uid {owner} (its owner) or as root")
 
 
 def fix_duplicate(layout, problem, stamp=None):
@@ -175,27 +234,79 @@ def fix_duplicate(layout, problem, stamp=None):
     checked = _verified(problem, facts)
     if isinstance(checked, Problem):
         return Fix(problem.path, facts.get("shared"), None, checked)
-    if os.path.samestat(checked, os.lstat(facts["shared"])):
+    copy_info, shared_info = checked
+    if os.path.samestat(copy_info, shared_info):
         return Fix(problem.path, facts["shared"], None, None)
-    directory, name = os.path.split(problem.path)
-    temp = os.path.join(directory, f".{name}.dedupe-{os.urandom(4).hex()}")
-    kept = None
-    try:
-        kept = _trash_path(layout, facts, problem.path, stamp or utc_stamp())
-        os.link(problem.path, kept)
-        os.link(facts["shared"], temp)
-        if _stat_key(checked) != _stat_key(os.lstat(problem.path)):
-            raise Changed(problem.path)
-        os.rename(temp, problem.path)
-        fsync_directory(directory)
-    except (OSError, Changed) as error:
-        _undo(temp, kept, problem.path)
-        cross = isinstance(error, OSError) and error.errno == errno.EXDEV
-        why = "it is on another filesystem than shared/models or meta/trash" if cross else f"{error}"
+    if not _owner_can_read(copy_info, shared_info):
         return Fix(problem.path, facts["shared"], None, _refused(
-            problem, why, f"nothing was changed; replace it yourself: `ln -f {facts['shared']} {problem.path}` "
-                          "on one filesystem, else delete the copy"))
+            problem, f"its owner (uid {copy_info.st_uid}, gid {copy_info.st_gid}) could not read {facts['shared']} "
+                     f"(owner uid {shared_info.st_uid}, gid {shared_info.st_gid}, mode "
+                     f"{stat.S_IMODE(shared_info.st_mode):04o}): the instance would lose the model",
+            f"nothing was changed; make the shared file readable by uid {copy_info.st_uid} "
+            f"(`chmod a+r {shlex.quote(facts['shared'])}`) and run the fix again, or keep the copy"))
+    os.makedirs(layout.locks, exist_ok=True)
+    lock = locks.try_lock(layout.model_dedupe_lock)
+    if lock is None:
+        return Fix(problem.path, facts["shared"], None, _refused(
+            problem, "another `models verify --fix` or `check --fix` is replacing copies",
+            "nothing was changed; run it again when that one is done"))
+    try:
+        return _replace(layout, problem, facts, copy_info, shared_info, stamp)
+    finally:
+        lock.release()
+
+
+def _replace(layout, problem, facts, copy_info, shared_info, stamp):
+    """Under the dedupe lock: link the shared file beside the copy, prove both still the inodes
+    that were hashed, keep the copy in the trash, make the shared inode read-only, rename."""
+    directory, name = os.path.split(problem.path)
+    temp = os.path.join(directory, f".{name}.dedupe-{os.getpid()}-{os.urandom(4).hex()}")
+    kept, made, mode, step = None, [], None, "check"
+    try:
+        if not _unchanged(shared_info, os.lstat(facts["shared"])):
+            raise Changed(facts["shared"])
+        step = "link"
+        os.link(facts["shared"], temp)
+        step = "check"
+        # The link sets the inode's ctime: the rest of its identity must be what was hashed.
+        if _stat_key(os.lstat(temp))[:4] != _stat_key(shared_info)[:4]:
+            raise Changed(facts["shared"])
+        if _stat_key(copy_info) != _stat_key(os.lstat(problem.path)):
+            raise Changed(problem.path)
+        kept = _trash_path(layout, facts, problem.path, stamp or utc_stamp(), made)
+        os.link(problem.path, kept)
+        if _stat_key(copy_info)[:4] != _stat_key(os.lstat(problem.path))[:4]:
+            raise Changed(problem.path)
+        linked = os.lstat(temp)
+        if linked.st_mode & 0o222:
+            step, mode = "chmod", stat.S_IMODE(linked.st_mode)
+            os.chmod(temp, mode & ~0o222)  # a regular file we linked: chmod follows no link here
+            step = "rename"
+        os.rename(temp, problem.path)
+    except BaseException as error:
+        _undo(temp, kept, problem.path, made, mode)
+        if not isinstance(error, (OSError, Changed)):
+            raise  # KeyboardInterrupt and the like: undone, then on its way
+        denied = isinstance(error, OSError) and error.errno in (errno.EPERM, errno.EACCES)
+        if denied and step in ("link", "chmod"):
+            why, fix = _link_refusal(facts, step)
+            return Fix(problem.path, facts["shared"], None, _refused(problem, why, fix))
+        cross = isinstance(error, OSError) and error.errno == errno.EXDEV
+        why = "it is on another filesystem than shared/models or meta/trash" if cross else _plain(error, temp)
+        return Fix(problem.path, facts["shared"], None, _refused(problem, why, _by_hand(facts, problem.path)))
+    try:
+        fsync_directory(directory)
+    except OSError:
+        pass  # done: the rename stands (it is durable at the next sync)
     return Fix(problem.path, facts["shared"], kept, None)
+
+
+def _plain(error, temp):
+    """The error without the temporary's name (which nothing else shows)."""
+    if isinstance(error, OSError):
+        paths = [p for p in (error.filename, error.filename2) if p and p != temp]
+        return f"{error.strerror or error}" + (f": {paths[0]}" if paths else "")
+    return f"{error} changed meanwhile"
 
 
 def fix_for_check(layout, problem):
@@ -209,14 +320,24 @@ def fix_for_check(layout, problem):
         raise error_for(outcome.problem)
     if outcome.kept is None:
         return None
-    return f"replaced {outcome.path} with a hard link of {outcome.shared} (the copy is kept as {outcome.kept})"
+    return (f"replaced {outcome.path} with a hard link of {outcome.shared} "
+            f"(made read-only, chmod a-w; the copy is kept as {outcome.kept})")
 
 
 def _stat_key(info):
-    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+    """What proves a file unchanged since it was hashed: its inode, size, mtime and ctime (which no
+    one can set back: a rewrite that keeps its mtime still moves it)."""
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
-def _undo(temp, kept, path):
+def _undo(temp, kept, path, made=(), mode=None):
+    """Put back what a refused or interrupted fix did: the temporary link and the trash link
+    removed, the shared inode's mode restored, the trash folders it made removed."""
+    if mode is not None and os.path.lexists(temp):
+        try:
+            os.chmod(temp, mode)
+        except OSError:
+            pass
     for leftover in (temp, kept):
         if leftover and os.path.lexists(leftover) and leftover != path:
             try:
@@ -224,3 +345,8 @@ def _undo(temp, kept, path):
                     os.unlink(leftover)
             except OSError:
                 pass
+    for folder in reversed(list(made)):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass

@@ -46,7 +46,8 @@ def hash_file(path, info=None, progress=None):
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if info is not None and (after.st_size != info.st_size or after.st_mtime_ns != info.st_mtime_ns):
+    if info is not None and (after.st_size != info.st_size or after.st_mtime_ns != info.st_mtime_ns
+                             or after.st_ctime_ns != info.st_ctime_ns):  # a write that set its mtime back
         raise Changed(path)
     return hasher.hexdigest()
 

@@ -255,7 +255,7 @@ def _fixed(run, duplicates):
             left.append(outcome.problem)
         elif outcome.kept is not None:
             run.lines.append(f"replaced {outcome.path} with a hard link of {outcome.shared} "
-                             f"(the copy is kept as {outcome.kept})")
+                             f"(made read-only, chmod a-w; the copy is kept as {outcome.kept})")
             run.fixed.append({"path": outcome.path, "shared": outcome.shared, "kept": outcome.kept})
             run.cache.forget(cache_key(run.layout, outcome.path))  # its inode changed: hashed afresh next time
     return left
