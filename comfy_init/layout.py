@@ -216,6 +216,11 @@ class Layout:
         """The flock a running comfy-init holds for its instance's whole life."""
         return os.path.join(self.locks, f"{instance_id}.lock")
 
+    def workflows_lock(self, instance_id):
+        """Held while `workflows import` writes into the instance's workflow folder (in meta/locks,
+        not in the folder: taking it creates nothing in the instance; ids have no dot)."""
+        return os.path.join(self.locks, f"{instance_id}.workflows.lock")
+
     def snapshot_dir(self, instance_id):
         return os.path.join(self.snapshots, instance_id)
 

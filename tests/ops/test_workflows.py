@@ -122,3 +122,45 @@ def test_subgraph_nodes_count_and_republishing_the_same_bytes_changes_nothing(la
     again = publish_workflows(layout, A, ["sub"])
     assert again.data["workflows"][0]["outcome"] == "same" and "unchanged" in again.lines[0]
     assert sorted(os.listdir(layout.shared_workflows)) == [".lock", ".published.json", "sub.json"]
+
+
+def test_a_forced_import_keeps_its_backup_under_a_free_name_and_an_earlier_one_intact(layout, monkeypatch):
+    from comfy_init.ops.workflows import commands
+
+    write(layout.shared_workflow("w"), ui_workflow("sd15.safetensors"))
+    target = write(layout.instance(A).workflow("w"), ui_workflow("mine.safetensors"))
+    monkeypatch.setattr(commands, "utc_stamp", lambda: "20260101T000000Z")
+    taken = write(f"{target}.before-import-20260101T000000Z", b"an earlier backup")
+    (row,) = import_workflows(layout, ["w"], to=A, force=True).data["workflows"]
+    assert row["backup"] == taken + ".1"
+    with open(taken, "rb") as earlier, open(row["backup"], "rb") as backup:
+        assert earlier.read() == b"an earlier backup" and backup.read() == ui_workflow("mine.safetensors")
+
+
+def test_import_waits_for_the_instance_lock_and_force_never_writes_onto_a_folder(layout, monkeypatch):
+    from comfy_init.ops.workflows import commands
+    from comfy_init.store import locks
+
+    write(layout.shared_workflow("w"), ui_workflow("sd15.safetensors"))
+    monkeypatch.setattr(commands, "LOCK_TIMEOUT", 0.05)
+    os.makedirs(layout.locks, exist_ok=True)
+    held = locks.try_lock(layout.workflows_lock(B))  # another import into core-b is running
+    try:
+        busy = import_workflows(layout, ["w"], all_instances=True)
+    finally:
+        held.release()
+    assert busy.exit_code == 75 and busy.problems[0].path == layout.workflows_lock(B)
+    assert not os.path.exists(layout.instance(A).workflow("w"))
+    os.makedirs(layout.instance(C).workflow("w"))  # a folder where the file goes: --force does not help
+    refused = import_workflows(layout, ["w"], all_instances=True, force=True)
+    assert refused.exit_code == 65 and refused.problems[0].path == layout.instance(C).workflow("w")
+    assert not os.path.exists(layout.instance(A).workflow("w"))
+
+
+def test_a_deeply_nested_index_is_rebuilt_by_the_next_publish(layout):
+    write(layout.instance(A).workflow("w"), ui_workflow("sd15.safetensors"))
+    write(layout.shared_workflows_index, b"[" * 200000 + b"]" * 200000)
+    assert list_workflows(layout).exit_code == 0
+    assert publish_workflows(layout, A, ["w"]).exit_code == 0
+    (row,) = list_workflows(layout).data["workflows"]
+    assert row["instance"] == A

@@ -8,11 +8,17 @@ atomically (temporary file, fsync, rename). A command is all or nothing: every n
 
 A file already there is never replaced unless `force`; then the replaced file is kept beside it as
 `<name>.json.replaced-<UTC>` (shared/workflows) or `<name>.json.before-import-<UTC>` (an
-instance), never overwriting an earlier backup. A file with the same bytes is left as it is.
+instance), never overwriting an earlier backup: the backup is a hard link made under the first
+free name (link() never replaces; where links are refused, a copy created with O_EXCL), and only
+then is the file replaced. A file with the same bytes is left as it is.
+
+Publish writes under shared/workflows/.lock, import under each target instance's workflows lock
+(meta/locks/<id>.workflows.lock): two at once cannot both decide from the same look.
 The models each workflow names are looked up in shared/models; missing ones are reported (the
 copy is still made: a model can be downloaded later).
 """
 
+import contextlib
 import os
 
 from comfy_init.errors import ComfyInitError, UsageError, error_for
@@ -24,7 +30,7 @@ from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store import conflicts, locks
 from comfy_init.store.clock import utc_now, utc_stamp
-from comfy_init.store.files import io_failure, publish_new, read_regular, unused_name, write_atomic
+from comfy_init.store.files import io_failure, keep_copy_as_new_name, publish_new, read_regular, write_atomic
 
 LOCK_TIMEOUT = 10.0
 
@@ -97,24 +103,53 @@ def _write(target, data, force, backup_suffix):
     if not os.path.lexists(target):
         publish_new(target, data)  # never replaces: a file that appeared meanwhile is refused (FileExistsError)
         return "new"
-    backup = unused_name(f"{target}.{backup_suffix}-{utc_stamp()}")
-    write_atomic(target, data, backup=backup)
+    # The backup first, by link() under a free name (never onto an earlier backup), then the replace.
+    backup = keep_copy_as_new_name(target, f"{target}.{backup_suffix}-{utc_stamp()}", current)
+    write_atomic(target, data)
     return backup
 
 
 def _in_the_way(targets, data_by_target, force):
-    """workflow-exists problems for files that differ from what would be written (without force)."""
+    """workflow-exists problems for what stands at a target and is not a regular file (even with
+    force), or is a file that differs from what would be written (without force)."""
     problems = []
     for target in targets:
-        if force or not os.path.lexists(target):
+        if not os.path.lexists(target):
             continue
         if os.path.islink(target) or not os.path.isfile(target):
             problems.append(Problem("workflow-exists", "is not a regular file", path=target,
                                     fix="move it aside; comfy-init never writes through a link"))
-        elif read_regular(target) != data_by_target[target]:
+        elif not force and read_regular(target) != data_by_target[target]:
             problems.append(Problem("workflow-exists", "a different workflow of that name is already there",
                                     path=target, fix="pass --force to replace it (the old file is kept as a backup), "
                                                      "or choose another name"))
+    return problems
+
+
+def _folder_problems(targets):
+    """One problem for each folder a target needs that cannot be made or written: the nearest
+    existing path above a target is not a directory, or this user cannot write it. Only looks."""
+    problems, seen = [], set()
+    for target in targets:
+        directory = os.path.dirname(target)
+        while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
+            directory = os.path.dirname(directory)
+        if directory in seen:
+            continue
+        seen.add(directory)
+        if not os.path.isdir(directory):
+            problems.append(Problem(
+                "not-a-directory", "is not a directory, and the workflow folder "
+                + ("must be one" if directory == os.path.dirname(target) else f"{os.path.dirname(target)} goes in it"),
+                path=directory,
+                fix=f"move it aside (e.g. to {os.path.basename(directory)}.moved-aside) and run the command again; "
+                    "nothing was written"))
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            problems.append(Problem(
+                "not-writable", f"cannot be written by uid {os.geteuid()}, and the workflow "
+                f"{'folder goes' if directory != os.path.dirname(target) else 'file goes'} there",
+                path=directory,
+                fix="run the command as the folder's owner (or root), or make it writable; nothing was written"))
     return problems
 
 
@@ -132,7 +167,8 @@ def _publish(layout, instance_id, names, force):
     os.makedirs(layout.shared_workflows, exist_ok=True)
     lines, rows = [], []
     with locks.hold(layout.shared_workflows_lock, timeout=LOCK_TIMEOUT):
-        refused = _in_the_way(targets.values(), {targets[n]: found[n][0] for n in names}, force)
+        refused = (_folder_problems(targets.values())
+                   or _in_the_way(targets.values(), {targets[n]: found[n][0] for n in names}, force))
         if refused:
             raise error_for(*refused)
         index = library.read_index(layout)
@@ -213,9 +249,24 @@ def _import(layout, names, to, all_instances, force):
     instances = _targets_of(layout, to, all_instances)
     found = _read_workflows({n: layout.shared_workflow(n) for n in names}, f"{layout.shared_workflows}/")
     plan = [(instance, name, instance.workflow(name)) for instance in instances for name in names]
-    refused = _in_the_way([t for _, _, t in plan], {t: found[n][0] for _, n, t in plan}, force)
+    _refuse_in_the_way(plan, found, force)  # before any lock is taken: a bad tree waits for nothing
+    with contextlib.ExitStack() as held:
+        os.makedirs(layout.locks, exist_ok=True)
+        for instance in sorted(instances, key=lambda i: i.id):  # one order: two imports never deadlock
+            held.enter_context(locks.hold(layout.workflows_lock(instance.id), timeout=LOCK_TIMEOUT, reentrant=True))
+        _refuse_in_the_way(plan, found, force)  # looked at again under the locks: what is written follows
+        return _import_planned(names, instances, found, force, layout)
+
+
+def _refuse_in_the_way(plan, found, force):
+    """All or nothing: every target's folder can be made and written, and no target is in the way."""
+    targets = [t for _, _, t in plan]
+    refused = _folder_problems(targets) or _in_the_way(targets, {t: found[n][0] for _, n, t in plan}, force)
     if refused:
         raise error_for(*refused)
+
+
+def _import_planned(names, instances, found, force, layout):
     lines, rows = [], []
     for name in names:
         more, missing = _missing_lines(layout, name, found[name][1])
@@ -235,8 +286,10 @@ def _write_owned(instance, target, data, force):
     made = _missing_parents(target, instance.user)
     try:
         outcome = _write(target, data, force, "before-import")
-    except FileExistsError:
-        raise error_for(*_in_the_way([target], {target: data}, False)) from None
+    except FileExistsError as exc:  # a file appeared at the target, or where one of its folders belongs
+        raise error_for(*(_in_the_way([target], {target: data}, False) or [Problem(
+            "cannot-create", "cannot be created: something appeared in its way while importing",
+            path=exc.filename or target, fix="look at what stands there, move it aside, and import again")])) from None
     if outcome is None:
         raise error_for(*_in_the_way([target], {target: data}, False))
     if os.geteuid() == 0 and outcome == "new":

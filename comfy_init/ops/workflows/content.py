@@ -49,6 +49,8 @@ def parse_workflow(data, path):
         raise invalid(path, "not UTF-8 text") from None
     except ValueError as error:
         raise invalid(path, f"not JSON ({error})") from None
+    except RecursionError:
+        raise invalid(path, "nested too deeply to be a workflow") from None
     if not isinstance(document, dict):
         raise invalid(path, "not a JSON object")
     if "nodes" in document:

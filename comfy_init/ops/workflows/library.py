@@ -5,7 +5,7 @@ and when:
      "workflows": {"<name>": {"published_at": UTC, "published_by": "user@host", "instance": id, "bytes": n}}}
 
 Written only under `shared/workflows/.lock`, read again under it, replaced atomically. A damaged
-index is not fatal: the files are the workflows; the index only says where they came from.
+index (one that does not parse, even one nested too deeply for json) is not fatal: the files are the workflows; the index only says where they came from.
 """
 
 import json
@@ -24,8 +24,8 @@ def read_index(layout):
     try:
         data = read_regular(layout.shared_workflows_index)
         document = json.loads(data) if data is not None else {}
-    except (ComfyInitError, ValueError, UnicodeDecodeError):
-        return {}
+    except (ComfyInitError, ValueError, UnicodeDecodeError, RecursionError):
+        return {}  # damaged (not JSON, or nested too deeply to parse): rebuilt from the next publish
     records = document.get("workflows") if isinstance(document, dict) else None
     return {k: v for k, v in records.items() if isinstance(v, dict)} if isinstance(records, dict) else {}
 
