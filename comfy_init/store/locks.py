@@ -13,7 +13,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import threading
 import time
 
 from comfy_init.errors import BusyError
@@ -103,36 +102,11 @@ def holder_pid(path):
     return None
 
 
-# The paths each thread holds through hold(..., reentrant=True).
-_held_here = threading.local()
-
-
 @contextlib.contextmanager
-def hold(path, timeout, *, reentrant=False):
+def hold(path, timeout):
     """Hold the flock on `path` for the `with` block, waiting up to `timeout` seconds for it;
-    BusyError (75) after that. Yields the lock file's path.
-
-    `reentrant`: a `hold(path, reentrant=True)` nested in one of the same thread goes on under the
-    lock already held (instead of waiting for itself until the timeout). Other threads and
-    processes still wait."""
+    BusyError (75) after that. Yields the lock file's path."""
     path = os.fspath(path)
-    held = _held_here.__dict__.setdefault("paths", set()) if reentrant else None
-    if held is not None and path in held:
-        yield path
-        return
-    with _hold(path, timeout):
-        if held is None:
-            yield path
-            return
-        held.add(path)
-        try:
-            yield path
-        finally:
-            held.discard(path)
-
-
-@contextlib.contextmanager
-def _hold(path, timeout):
     deadline = time.monotonic() + timeout
     while (lock := try_lock(path)) is None:
         remaining = deadline - time.monotonic()

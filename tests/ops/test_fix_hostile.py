@@ -133,16 +133,22 @@ def test_two_imports_with_force_at_once_do_not_overwrite_the_users_original_as_b
     write(layout.shared_workflow("wf"), _ui_workflow("shared"))
     target = write(layout.instance(A).workflow("wf"), _ui_workflow("the user's own, unique"))
     real_write_atomic = commands.write_atomic
-    nested = []
+    others = []
 
     def other_import_meanwhile(path, data, *, backup=None):
-        if not nested:  # the other `import --force` runs between this one's look and its act
-            nested.append(True)
-            assert import_workflows(layout, ["wf"], to=A, force=True).exit_code == 0
+        if not others:  # the other `import --force`, a real process, starts between this one's look and its act
+            import subprocess
+            import sys
+
+            others.append(subprocess.Popen(
+                [sys.executable, "-m", "comfy_init", "workflows", "import", "wf", "--to", A, "--force",
+                 "--data", layout.data], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         return real_write_atomic(path, data, backup=backup)
 
     monkeypatch.setattr(commands, "write_atomic", other_import_meanwhile)
     import_workflows(layout, ["wf"], to=A, force=True)
+    output, _ = others[0].communicate(timeout=60)  # it waited for our lock, then did its own import
+    assert others[0].returncode == 0, output
     folder = os.path.dirname(target)
     kept = [_read(os.path.join(folder, n)) for n in os.listdir(folder) if ".before-import-" in n]
     assert _ui_workflow("the user's own, unique") in kept, f"the original is gone; backups hold {kept}"

@@ -253,7 +253,7 @@ def _import(layout, names, to, all_instances, force):
     with contextlib.ExitStack() as held:
         os.makedirs(layout.locks, exist_ok=True)
         for instance in sorted(instances, key=lambda i: i.id):  # one order: two imports never deadlock
-            held.enter_context(locks.hold(layout.workflows_lock(instance.id), timeout=LOCK_TIMEOUT, reentrant=True))
+            held.enter_context(locks.hold(layout.workflows_lock(instance.id), timeout=LOCK_TIMEOUT))
         _refuse_in_the_way(plan, found, force)  # looked at again under the locks: what is written follows
         return _import_planned(names, instances, found, force, layout)
 
