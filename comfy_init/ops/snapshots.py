@@ -14,11 +14,12 @@ import time
 from comfy_init.errors import ComfyInitError, UsageError
 from comfy_init.ops.snapshot import catalog
 from comfy_init.ops.snapshot.create import take_snapshot
+from comfy_init.ops.units import human_size
 from comfy_init.problems import Problem
 from comfy_init.results import Result
-from comfy_init.store.migration_journal import refuse_while_migrating
 from comfy_init.store import claims, conflicts, locks
 from comfy_init.store.files import io_failure
+from comfy_init.store.migration_journal import refuse_while_migrating
 from comfy_init.store.registry import Registry
 
 
@@ -37,14 +38,6 @@ def _check_id(instance_id):
         raise UsageError(*problems)
 
 
-def _size(count):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return str(count)
-
-
 # -- create ---------------------------------------------------------------------------------------
 
 def create_snapshot(layout, instance_id, *, include_output=False, note=None, progress=None):
@@ -61,7 +54,7 @@ def _create(layout, instance_id, include_output, note, progress):
             "files": totals["files"], "bytes": totals["bytes"], "archive_bytes": size, "seconds": round(seconds, 3),
             "git_nodes": len(manifest["git_nodes"]), "skipped": manifest["skipped"]}
     lines = [f"snapshot {manifest['name']} of {instance_id!r}{' (taken live)' if manifest['live'] else ''}: "
-             f"{totals['files']} files, {_size(totals['bytes'])} -> {_size(size)} in {seconds:.1f} s",
+             f"{totals['files']} files, {human_size(totals['bytes'])} -> {human_size(size)} in {seconds:.1f} s",
              f"archive: {archive}"]
     lines += [f"skipped (not a file, directory or link): {path}" for path in manifest["skipped"]]
     return Result("snapshot create", data, lines)
@@ -78,8 +71,8 @@ def _list(layout, instance_id):
     rows = [catalog.summary(snapshot) for i in ids for snapshot in catalog.snapshots_of(layout, i)]
     header = ("INSTANCE", "NAME", "CREATED", "KIND", "FILES", "SIZE", "ARCHIVE", "NOTE")
     body = [(r["instance"], r["name"], r["created_at"] or "-", (r["kind"] or "-") + (" live" if r["live"] else ""),
-             str(r["files"] if r["files"] is not None else "-"), _size(r["bytes"]) if r["bytes"] is not None else "-",
-             _size(r["archive_bytes"] or 0), r["note"] or "") for r in rows]
+             str(r["files"] if r["files"] is not None else "-"), human_size(r["bytes"]) if r["bytes"] is not None else "-",
+             human_size(r["archive_bytes"] or 0), r["note"] or "") for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *body]]
     return Result("snapshot list", {"snapshots": rows}, lines if rows else ["no snapshots"])
@@ -100,7 +93,7 @@ def _show(layout, reference):
     lines = [f"snapshot {snapshot.name} of {manifest.get('instance')!r}: {snapshot.archive}"]
     lines += [f"  {key:<19} {manifest.get(key)}" for key in (
         "created_at", "kind", "note", "live", "include_output", "comfy_init_version", "comfyui_version", "variant")]
-    lines.append(f"  {'files':<19} {totals.get('files')} ({_size(totals.get('bytes') or 0)}), "
+    lines.append(f"  {'files':<19} {totals.get('files')} ({human_size(totals.get('bytes') or 0)}), "
                  f"{len(manifest.get('entries') or [])} entries")
     lines += [f"  git node {n['path']}: {n['remote']} @ {n['commit']}{' (dirty)' if n.get('dirty') else ''}"
               for n in manifest.get("git_nodes") or []]
@@ -121,7 +114,7 @@ def _verify(layout, reference, progress):
     started = time.monotonic()
     manifest = scan(snapshot.archive, progress=progress)
     total = counts(manifest)
-    lines = [f"ok: {snapshot.archive}: {total['files']} files ({_size(total['bytes'])}), "
+    lines = [f"ok: {snapshot.archive}: {total['files']} files ({human_size(total['bytes'])}), "
              f"{total['entries']} entries, every hash matches its manifest"]
     return Result("snapshot verify", {"archive": snapshot.archive, "name": snapshot.name, **total,
                                       "seconds": round(time.monotonic() - started, 3)}, lines)
@@ -232,7 +225,7 @@ def _restored(snapshot, target, instance, manifest, pre, trashed, leftovers, clo
     from comfy_init.ops.snapshot.scan import counts
 
     total = counts(manifest)
-    lines = [f"restored {snapshot.name} into {instance.root}: {total['files']} files ({_size(total['bytes'])}) "
+    lines = [f"restored {snapshot.name} into {instance.root}: {total['files']} files ({human_size(total['bytes'])}) "
              f"in {seconds:.1f} s"]
     if pre:
         name = os.path.basename(pre).split(".")[0]

@@ -2,17 +2,11 @@
 
 import os
 
+from comfy_init.ops.units import human_size
 from comfy_init.problems import Problem
 
 # Room kept free beyond the bytes to copy: filesystems need some for their own metadata.
 SPARE_BYTES = 16 * 1024 * 1024
-
-
-def _size(count):
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
 
 
 def space_problems(plan, layout):
@@ -25,7 +19,7 @@ def space_problems(plan, layout):
     free = info.f_bavail * info.f_frsize
     if free >= plan.copy_bytes + SPARE_BYTES:
         return []
-    return [Problem("cannot-create", f"has {_size(free)} free, and the migration copies {_size(plan.copy_bytes)} "
+    return [Problem("cannot-create", f"has {human_size(free)} free, and the migration copies {human_size(plan.copy_bytes)} "
                     "to it (the old tree is on another filesystem)", path=probe,
                     fix="free space there, or mount the old tree's disk at its new place instead of copying")]
 
@@ -35,7 +29,7 @@ def plan_lines(plan, dry_run):
     lines = [f"{'plan' if dry_run else 'migrating'}: {source.kind} layout at {source.root} -> instance "
              f"{plan.instance_id!r}"]
     for name, folder in sorted(plan.folders.items()):
-        lines.append(f"  {name}/: {folder['entries']} entries, {_size(folder['bytes'])}: {folder['how']} "
+        lines.append(f"  {name}/: {folder['entries']} entries, {human_size(folder['bytes'])}: {folder['how']} "
                      f"to {folder['to']}")
     for item in plan.duplicates:
         lines.append(f"  same file twice: {item['path']} equals {item['kept']}; one copy kept, the incoming one "
@@ -49,7 +43,7 @@ def plan_lines(plan, dry_run):
     if relinks:
         lines.append(f"  {relinks} relative link(s) rewritten so they point where they pointed")
     if plan.copy_bytes:
-        lines.append(f"  {_size(plan.copy_bytes)} to copy (another filesystem): copied, verified, then removed")
+        lines.append(f"  {human_size(plan.copy_bytes)} to copy (another filesystem): copied, verified, then removed")
     lines += [f"  note: {note}" for note in plan.notes]
     lines.append("  old places keep working: each moved folder is replaced by a relative link to its new place")
     if dry_run:
