@@ -111,6 +111,17 @@ def _line(kind, **fields):
     return record, (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
 
 
+def unfinished_journal(layout, instance_id=None):
+    """The journal when it records an unfinished migration (or rollback) to `instance_id` (to any
+    instance when None), else None."""
+    journal = Journal.read(layout.migration_journal)
+    if journal is None or journal.state in (FINISHED, ROLLED_BACK):
+        return None
+    if instance_id is not None and journal.plan.get("instance") != instance_id:
+        return None
+    return journal
+
+
 def blocking_start(layout, instance_id, multi):
     """For `comfy-init run`: a Problem when an unfinished migration (or rollback) involves this
     start: in multi-instance mode its target instance, in compatibility mode any (the old tree is
@@ -131,8 +142,8 @@ def blocking_start(layout, instance_id, multi):
         last = {}
     if last.get("record") in ("finished", "rolled-back"):
         return None
-    journal = Journal.read(path)
-    if journal.state in (FINISHED, ROLLED_BACK) or (multi and journal.plan.get("instance") != instance_id):
+    journal = unfinished_journal(layout, instance_id if multi else None)
+    if journal is None:
         return None
     what = "rollback" if journal.state == ROLLING_BACK else "migration"
     return Problem("migration-in-progress", f"records an unfinished {what} to instance "
@@ -144,10 +155,8 @@ def blocking_start(layout, instance_id, multi):
 def refuse_while_migrating(layout, instance_id=None, what="this"):
     """For delete, purge and restore: BusyError (75) while an unfinished migration (or rollback)
     fills `instance_id` (any instance when None): its journal still needs what they would remove."""
-    journal = Journal.read(layout.migration_journal)
-    if journal is None or journal.state in (FINISHED, ROLLED_BACK):
-        return
-    if instance_id is not None and journal.plan.get("instance") != instance_id:
+    journal = unfinished_journal(layout, instance_id)
+    if journal is None:
         return
     raise error_for(Problem("migration-in-progress", f"records an unfinished migration to instance "
                             f"{journal.plan.get('instance')!r}: {what} must wait until it ends", path=journal.path,

@@ -23,7 +23,7 @@ from comfy_init.results import Result
 from comfy_init.store import claims, conflicts, locks
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import io_failure, read_regular, write_atomic
-from comfy_init.store.migration_journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal
+from comfy_init.store.migration_journal import FINISHED, ROLLED_BACK, ROLLING_BACK, Journal, unfinished_journal
 from comfy_init.store.registry import Registry
 
 COMMAND, ROLLBACK = "migrate", "migrate --rollback"
@@ -295,8 +295,8 @@ def _rolled_back(layout, journal, failed):
 def unfinished(layout):
     """For `check`: a `migration-unfinished` Problem when the journal records a migration (or a
     rollback) that stopped before its end."""
-    journal = Journal.read(layout.migration_journal)
-    if journal is None or journal.state in (FINISHED, ROLLED_BACK):
+    journal = unfinished_journal(layout)
+    if journal is None:
         return []
     fix = ("comfy-init migrate --rollback --yes" if journal.state == ROLLING_BACK
            else "comfy-init migrate --yes (it resumes), or comfy-init migrate --rollback --yes")
@@ -306,8 +306,8 @@ def unfinished(layout):
 
 def finish_unfinished(layout, problem):
     """`check --fix`: finish what the journal records: the rollback it began, else the migration."""
-    journal = Journal.read(layout.migration_journal)
-    if journal is None or journal.state in (FINISHED, ROLLED_BACK):
+    journal = unfinished_journal(layout)
+    if journal is None:
         return None
     rolling_back = journal.state == ROLLING_BACK
     result = rollback(layout) if rolling_back else migrate(layout)
