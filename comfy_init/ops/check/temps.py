@@ -170,8 +170,7 @@ def find_temps(ctx):
         if temp.lock is None:
             why = "its writer takes no lock"
             fix = f"nothing reads it; remove it when no comfy-init command runs: `rm -- {shlex.quote(temp.path)}`"
-        elif _orphaned_tree(ctx, temp) is not None:
-            home = _orphaned_tree(ctx, temp)
+        elif (home := _orphaned_tree(ctx, temp)) is not None:
             problems.append(Problem("stray-temporary", f"is the tree of instance {os.path.basename(home)!r} that a "
                                     f"killed restore left {age} minutes ago, and {home} is missing", path=temp.path,
                                     fix=f"`comfy-init check --fix` puts it back at {home}"))

@@ -29,9 +29,10 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
     plan.problems += [Problem("cannot-look", f"cannot be read ({why})", path=path,
                               fix="make it readable for this user, or run migrate as its owner")
                       for path, why in walk.failures]
-    plan.problems += _target_problems(layout, plan, instance_id, port)
-    plan.add("prepare", id=instance_id, register=instance_id not in Registry(layout).load()["instances"],
-             port=port, variant=variant)
+    document = Registry(layout).load()
+    registered = instance_id in document["instances"]
+    plan.problems += _target_problems(layout, document, instance_id, port)
+    plan.add("prepare", id=instance_id, register=not registered, port=port, variant=variant)
     planner = Planner(layout, plan, walk)
     instance = layout.instance(instance_id)
     for name in sorted(source.folders):
@@ -47,10 +48,9 @@ def make_plan(layout, source, instance_id, *, port=None, variant="core", progres
     return plan, walk.entries
 
 
-def _target_problems(layout, plan, instance_id, port):
+def _target_problems(layout, document, instance_id, port):
     """What `instance create` would refuse, and whatever stands in the way of the instance's tree,
     refused before the journal starts."""
-    document = Registry(layout).load()
     problems = []
     if instance_id not in document["instances"]:
         problems += conflicts.id_problems(instance_id, creating=True)
