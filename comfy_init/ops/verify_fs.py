@@ -10,6 +10,7 @@ test of what another host would see. Everything is tried in a scratch directory 
 import errno
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,13 +37,7 @@ class _Scratch:
         return self.path
 
     def __exit__(self, *_):
-        for root, dirs, files in os.walk(self.path, topdown=False):
-            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-                os.unlink(os.path.join(root, name))
-            for name in dirs:
-                if not os.path.islink(os.path.join(root, name)):
-                    os.rmdir(os.path.join(root, name))
-        os.rmdir(self.path)
+        shutil.rmtree(self.path)  # our own folder; rmtree removes links, never what they point to
 
 
 def _other_process_sees(path):

@@ -18,12 +18,11 @@ SHOWN = 50
 MOVING = ("move", "copy", "park")
 
 
-def _link_moved_right(old_path, old, new_path, new, aim):
-    if old[TYPE] != LINK or new[TYPE] != LINK:
-        return True
+def _link_moved_right(old_path, old, new_path, new_text, aim):
+    """An absolute link keeps its text; a relative one must lead where the old one led, moved."""
     if os.path.isabs(old[TARGET]):
-        return new[TARGET] == old[TARGET]
-    return lexical_target(new_path, new[TARGET]) == aim(lexical_target(old_path, old[TARGET]))
+        return new_text == old[TARGET]
+    return lexical_target(new_path, new_text) == aim(lexical_target(old_path, old[TARGET]))
 
 
 def _report(entries, matched, lost, changed):
@@ -81,9 +80,9 @@ def _compare(old_path, old, new_path, seen, same_inode, aim):
     if same_inode and seen.kind not in (DIRECTORY, LINK) and seen.ino != old[INODE]:
         return [f"{new_path}: it is another file (its inode changed)"], []
     if seen.kind == LINK:
-        new = [LINK, 0, 0, 0, seen.ino, 1, os.readlink(new_path), None]
-        if not _link_moved_right(old_path, old, new_path, new, aim):
-            return [f"{new_path}: the link points elsewhere now ({new[TARGET]!r})"], []
+        text = os.readlink(new_path)
+        if not _link_moved_right(old_path, old, new_path, text, aim):
+            return [f"{new_path}: the link points elsewhere now ({text!r})"], []
         return [], []
     info, changed = seen.info, []
     if info is not None and seen.kind == FILE and (info.st_size != old[SIZE] or info.st_mtime_ns != old[MTIME]):
