@@ -1,25 +1,19 @@
 """`comfy-init check [--fix] [--json]` through click's CliRunner: exit codes, the envelope, the text."""
 
-import json
 import os
 import time
 
 from click.testing import CliRunner
 
 from comfy_init.cli.main import cli, main
-
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
-
+from tests.support.cli import envelope as cli_envelope, invoke as cli_invoke
 
 def invoke(data, *args):
-    return CliRunner().invoke(cli, ["check", *args, "--data", str(data)])
+    return cli_invoke(data, "check", *args)
 
 
 def envelope(data, *args):
-    result = invoke(data, *args, "--json")
-    document = json.loads(result.output)
-    assert set(document) == ENVELOPE_KEYS and document["exit_code"] == result.exit_code
-    return document
+    return cli_envelope(data, "check", *args)
 
 
 def make_tree(data):

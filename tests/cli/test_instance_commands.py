@@ -1,6 +1,5 @@
 """`comfy-init instance create|list|show|delete|purge` and `compose` through click's CliRunner."""
 
-import json
 import os
 
 import pytest
@@ -11,19 +10,10 @@ from comfy_init.cli.main import cli
 from comfy_init.layout import Layout
 from comfy_init.store.registry import Registry
 from tests.support.ports import free_port
-
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
-
-
-def invoke(data, *args, input=None):
-    return CliRunner().invoke(cli, [*args, "--data", str(data)], input=input)
+from tests.support.cli import envelope, invoke
 
 
-def envelope(data, *args):
-    result = invoke(data, *args, "--json")
-    document = json.loads(result.output)
-    assert set(document) == ENVELOPE_KEYS and document["exit_code"] == result.exit_code
-    return document
+
 
 
 def registry(data):

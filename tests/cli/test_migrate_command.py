@@ -9,10 +9,8 @@ import sys
 from click.testing import CliRunner
 
 from comfy_init.cli.main import cli
+from tests.support.cli import ENVELOPE_KEYS
 from tests.support.oldtrees import build, old_manifests
-
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
-
 
 def invoke(data, *args):
     return CliRunner().invoke(cli, ["migrate", *args, "--data", str(data)])

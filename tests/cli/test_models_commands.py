@@ -8,19 +8,10 @@ from click.testing import CliRunner
 
 from comfy_init.cli.main import cli
 from tests.support.models import make_tree, safetensors_bytes, write
-
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
-
-
-def invoke(data, *args):
-    return CliRunner().invoke(cli, [*args, "--data", str(data)])
+from tests.support.cli import envelope, invoke
 
 
-def envelope(data, *args):
-    result = invoke(data, *args, "--json")
-    document = json.loads(result.output)
-    assert set(document) == ENVELOPE_KEYS and document["exit_code"] == result.exit_code
-    return document
+
 
 
 def test_the_groups_have_their_subcommands():

@@ -1,25 +1,15 @@
 """`comfy-init snapshot ...` through click's CliRunner: options, envelopes, exit codes, progress."""
 
 import io
-import json
 
 from click.testing import CliRunner
 
 from comfy_init.cli.main import cli
 from comfy_init.cli.snapshot.progress import Progress
-
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
-
-
-def invoke(data, *args):
-    return CliRunner().invoke(cli, [*args, "--data", str(data)])
+from tests.support.cli import envelope, invoke
 
 
-def envelope(data, *args):
-    result = invoke(data, *args, "--json")
-    document = json.loads(result.output)
-    assert set(document) == ENVELOPE_KEYS and document["exit_code"] == result.exit_code
-    return document
+
 
 
 def test_the_group_has_every_subcommand():

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from comfy_init.cli.main import cli
 from comfy_init.layout import Layout
 from comfy_init.store.registry import Registry
+from tests.support.cli import envelope, invoke
 
-ENVELOPE_KEYS = {"comfy_init_result", "command", "status", "exit_code", "data", "problems"}
 SECRETS = ("sk-civitai-SECRET-1", "hf_SECRET_2", "ghp_SECRET_3", "pw-SECRET-4")
 SETTINGS = {"Comfy.ColorPalette": "light", "Comfy.Keybinding.NewBindings": [{"commandId": "x", "combo": {"key": "k"}}],
             "Comfy.LinkRenderMode": 2, "CivitAI.ApiKey": SECRETS[0], "hf.key": SECRETS[1],
@@ -23,15 +23,6 @@ MANAGER_INI = (f"[default]\npreview_method = auto\ngithub_token = {SECRETS[2]}\n
                "; a comment stays\nsecurity_level = normal\n")
 
 
-def invoke(data, *args, input=None):
-    return CliRunner().invoke(cli, [*args, "--data", str(data)], input=input)
-
-
-def envelope(data, *args):
-    result = invoke(data, *args, "--json")
-    document = json.loads(result.output)
-    assert set(document) == ENVELOPE_KEYS and document["exit_code"] == result.exit_code
-    return document
 
 
 def kind(document):
