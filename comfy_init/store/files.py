@@ -12,7 +12,10 @@ file. Files are created with O_EXCL, which never follows a link either.
 
 A writer killed between creating its temporary file and the rename leaves that file behind
 (`.<name>.tmp-<pid>-<random>`). Such a file is harmless: nothing reads it. `clean_stale_temps`
-removes them; callers run it while holding the file's lock.
+removes them; callers run it while holding the file's lock. A writer that gives a `tag` (its lock
+domain, see comfy_init.store.locks) names its temporary files `.<name>.tmp-<pid>-<tag><random>`,
+so that on a share whose flock does not reach across mounts the cleaner removes at once only the
+temporary files of writers its own flock excluded, and another mount's only once they are old.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import errno
 import os
 import re
 import stat
+import time
 
 from comfy_init.errors import ConfigError, DataError, IOFailure
 from comfy_init.problems import Problem
@@ -32,8 +36,13 @@ from comfy_init.problems import Problem
 _MOUNT_POINT_ERRNOS = (errno.EBUSY, errno.EXDEV)
 
 # errno values with which link(2) says "not here": the bytes are then copied instead.
-_NO_LINK_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
+NO_LINK_ERRNOS = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
                    errno.ENOSYS, errno.EACCES)
+
+# A temporary file of a writer in another lock domain (another mount or host) is removed only once
+# it is this old by its mtime: a live write takes milliseconds, so only a clock skew of this much
+# between us and the file server could make us remove a live one.
+FOREIGN_TEMP_AGE = 15 * 60
 
 _KIND_NAMES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -145,22 +154,22 @@ def create_new(path, data, mode=0o644):
     os.close(fd)
 
 
-def publish_new(path, data):
+def publish_new(path, data, tag=None):
     """Make `path` appear holding all of `data` at once, or raise FileExistsError when anything
     stands there: written and fsynced under a temporary name, then hard-linked into place (link()
     never replaces). A reader never sees it empty or half-written. Where hard links are refused,
     an O_EXCL create is the fallback (a reader may then see it while it is written)."""
-    temp = _write_temp(path, data)
+    temp = _write_temp(path, data, tag)
     try:
         os.link(temp, path)
     except FileExistsError:
         raise
     except OSError as exc:
-        if exc.errno not in _NO_LINK_ERRNOS:
+        if exc.errno not in NO_LINK_ERRNOS:
             raise
         create_new(path, data)
     finally:
-        _remove_quietly(temp)
+        remove_quietly(temp)
     fsync_directory(os.path.dirname(path) or ".")
 
 
@@ -184,7 +193,7 @@ def keep_copy_as_new_name(source, base, data):
             except FileExistsError:
                 raise
             except OSError as exc:
-                if exc.errno not in _NO_LINK_ERRNOS:
+                if exc.errno not in NO_LINK_ERRNOS:
                     raise
                 create_new(name, data)
             return name
@@ -193,20 +202,22 @@ def keep_copy_as_new_name(source, base, data):
     raise OSError(errno.EEXIST, "no free name", base)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, *, backup: str | os.PathLike | None = None) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes, *, backup: str | os.PathLike | None = None,
+                 tag: str | None = None) -> None:
     """Replace `path` with `data` so that a crash at any instant leaves the old or the new file.
 
     With `backup`, the current file (if there is one) first becomes `backup`, also atomically, so
-    `backup` is always a complete earlier version. Raises ConfigError (78) when `path` is a
-    single-file bind mount that cannot be replaced, IOFailure (74) for any other OS error.
+    `backup` is always a complete earlier version. `tag` (8 hex digits) goes into the temporary
+    files' names (see `clean_stale_temps`). Raises ConfigError (78) when `path` is a single-file
+    bind mount that cannot be replaced, IOFailure (74) for any other OS error.
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     temp = None
     try:
-        temp = _write_temp(path, data)
+        temp = _write_temp(path, data, tag)
         if backup is not None:
-            _keep_backup(path, os.fspath(backup))
+            _keep_backup(path, os.fspath(backup), tag)
         _replace(temp, path)
         temp = None
         fsync_directory(directory)
@@ -218,39 +229,56 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, backup: str | os.PathL
         raise io_failure(path, "cannot write", exc) from exc
     finally:
         if temp is not None:
-            _remove_quietly(temp)
+            remove_quietly(temp)
 
 
-def clean_stale_temps(path: str | os.PathLike) -> list[str]:
+def clean_stale_temps(path: str | os.PathLike, tag: str | None = None) -> list[str]:
     """Remove temporary files that interrupted writes of `path` left behind; return their paths.
 
     Call it only while holding the lock that every writer of `path` takes: a writer makes its
     temporary file only under that lock, so while we hold it every such file belongs to a writer
     that died. (Judging by the pid in the name would be wrong: pids are reused, and other PID
-    namespaces cannot be seen.)
+    namespaces cannot be seen.) That holds only for writers our lock excluded: a file whose name
+    carries another writer's `tag` (another lock domain: a mount or host our flock does not reach)
+    is removed only once it is FOREIGN_TEMP_AGE old. Names without a tag (older comfy-init, other
+    writers) are judged as before.
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    pattern = re.compile(re.escape("." + os.path.basename(path)) + r"\.tmp-(\d+)-[0-9a-f]+\Z")
+    pattern = re.compile(re.escape("." + os.path.basename(path)) + r"\.tmp-(\d+)-([0-9a-f]+)\Z")
     removed = []
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
     for name in names:
-        if pattern.match(name) is None:
+        match = pattern.match(name)
+        if match is None:
             continue
         candidate = os.path.join(directory, name)
-        if _remove_quietly(candidate):
+        if _foreign_and_young(candidate, match[2], tag):
+            continue
+        if remove_quietly(candidate):
             removed.append(candidate)
     return removed
 
 
-def _write_temp(path: str, data: bytes) -> str:
+def _foreign_and_young(candidate, suffix, tag):
+    """Whether a temporary file was written by a writer in another lock domain, recently."""
+    if tag is None or len(suffix) != len(tag) + 8 or suffix.startswith(tag):
+        return False
+    try:
+        age = time.time() - os.lstat(candidate).st_mtime
+    except OSError:
+        return True  # gone already, or cannot be looked at: leave it
+    return age < FOREIGN_TEMP_AGE
+
+
+def _write_temp(path: str, data: bytes, tag: str | None = None) -> str:
     """Write `data` to a fresh temporary file beside `path`, fsync it, return its name."""
     mode, owner = _current_mode_and_owner(path)
     for _ in range(100):
-        temp = _temp_name(path)
+        temp = temp_name(path, tag)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          0o666 if mode is None else 0o600)
@@ -258,7 +286,7 @@ def _write_temp(path: str, data: bytes) -> str:
         except FileExistsError:
             continue
     else:
-        raise OSError(errno.EEXIST, "no free temporary file name", _temp_name(path))
+        raise OSError(errno.EEXIST, "no free temporary file name", temp_name(path))
     try:
         if mode is not None:
             # Keep the replaced file's permissions (and owner, when root can) so that
@@ -271,20 +299,20 @@ def _write_temp(path: str, data: bytes) -> str:
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _remove_quietly(temp)
+        remove_quietly(temp)
         raise
     os.close(fd)
     return temp
 
 
-def _keep_backup(path: str, backup: str) -> None:
+def _keep_backup(path: str, backup: str, tag: str | None = None) -> None:
     """Make `backup` a complete copy of the current `path`, atomically; no-op without `path`.
 
     A hard link is a free, exact snapshot because `path` itself is only ever replaced, never
     rewritten. Where links are impossible (another mount, a file system without them) the
     bytes are copied to a temporary file, fsynced and renamed.
     """
-    temp = _temp_name(backup)
+    temp = temp_name(backup, tag)
     try:
         try:
             os.link(path, temp)
@@ -292,26 +320,26 @@ def _keep_backup(path: str, backup: str) -> None:
             temp = None
             return
         except OSError as exc:
-            if exc.errno not in _NO_LINK_ERRNOS:
+            if exc.errno not in NO_LINK_ERRNOS:
                 raise
             content = read_regular(path)
             if content is None:
                 temp = None
                 return
-            temp = _write_temp(backup, content)
+            temp = _write_temp(backup, content, tag)
         _replace(temp, backup)
         # A writer killed between this rename and the next leaves `backup` and `path` as one inode;
         # renaming a hard link onto its twin is then a no-op that keeps `temp`: remove it.
     finally:
         if temp is not None:
-            _remove_quietly(temp)
+            remove_quietly(temp)
 
 
-def _temp_name(path: str) -> str:
-    """A fresh temporary name beside `path`: `.<name>.tmp-<pid>-<random>`."""
+def temp_name(path: str, tag: str | None = None) -> str:
+    """A fresh temporary name beside `path`: `.<name>.tmp-<pid>-[<tag>]<random>`."""
     directory = os.path.dirname(path) or "."
     # os.urandom, not secrets: the same bytes, without ~9 ms of imports on every container start.
-    return os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    return os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}-{tag or ''}{os.urandom(4).hex()}")
 
 
 def _replace(source: str, target: str) -> None:
@@ -351,7 +379,7 @@ def _current_mode_and_owner(path: str) -> tuple[int | None, tuple[int, int] | No
     return st.st_mode & 0o7777, (st.st_uid, st.st_gid)
 
 
-def _remove_quietly(path: str) -> bool:
+def remove_quietly(path: str) -> bool:
     try:
         os.unlink(path)
     except OSError:

@@ -7,6 +7,11 @@ are opened with comfy_init.store.files.open_regular: never through a planted lin
 
 `try_lock` takes the lock without waiting (a claim, held for a process's life); `hold` waits up to
 a timeout for it (a registry write, held for milliseconds).
+
+A flock only excludes the processes that lock the same inode in the same kernel: on a share whose
+flock does not reach across mounts or hosts (sshfs, NFS without lockd, some SMB), two mounts each
+grant it. `domain` names where a lock excludes (boot id, device and inode as the holder sees the
+file); a free lock proves a holder gone only to a process in the holder's own domain.
 """
 
 import contextlib
@@ -18,6 +23,7 @@ import time
 from comfy_init.errors import BusyError
 from comfy_init.problems import Problem
 from comfy_init.store.files import io_failure, open_regular
+from comfy_init.store.hostid import boot_id
 
 POLL_SECONDS = 0.007
 
@@ -34,6 +40,11 @@ class Lock:
     @property
     def held(self):
         return self._fd is not None
+
+    @property
+    def domain(self):
+        """Where this lock excludes: see `domain_of`."""
+        return _domain(os.fstat(self._fd))
 
     def release(self):
         if self._fd is not None:
@@ -62,6 +73,20 @@ def try_lock(path):
             return Lock(path, fd)
         # The file was replaced under us (someone deleted and recreated it): lock the new one.
         os.close(fd)
+
+
+def domain_of(path):
+    """`<boot id>:<device>:<inode>` of the lock file `path` as this process sees it (None when it is
+    missing): two processes with the same domain lock one inode in one kernel, so their flocks
+    exclude each other. Two mounts of one share have two devices, two hosts two boot ids."""
+    try:
+        return _domain(os.stat(path))
+    except OSError:
+        return None
+
+
+def _domain(info):
+    return f"{boot_id()}:{info.st_dev}:{info.st_ino}"
 
 
 def held_elsewhere(path):

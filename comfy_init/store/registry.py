@@ -4,8 +4,10 @@ Every comfy-init sharing a data tree reads and writes this one file, so:
 
 - readers take no lock: the file is only ever replaced by an atomic rename, so any read sees one
   complete version (`Registry.load`);
-- writers take `instance-registry.json.lock` (flock), read the file again under it, change it, and
-  replace it atomically, keeping the version they replaced as `instance-registry.json.bak`
+- writers take `instance-registry.json.lock` (flock) and then `instance-registry.json.xlock` (an
+  owner file only one writer can create, for shares whose flock does not reach across mounts:
+  comfy_init.store.sharelock), read the file again under them, change it, and replace it
+  atomically, keeping the version they replaced as `instance-registry.json.bak`
   (`Registry.transaction`); `revision` grows by one on every write and never goes backwards;
 - a file that does not parse or fails the schema stops everything with RegistryDamaged (exit 65)
   and is never touched, until the user asks for `Registry.recover`.
@@ -30,7 +32,7 @@ from typing import Any
 from comfy_init.errors import CannotCreateError, DataError, IOFailure, UsageError
 from comfy_init.layout import REGISTRY_NAME
 from comfy_init.problems import Problem
-from comfy_init.store import locks
+from comfy_init.store import sharelock
 from comfy_init.store.clock import utc_now, utc_stamp
 from comfy_init.store.files import (
     clean_stale_temps, io_failure, keep_copy_as_new_name, read_regular, refuse_non_regular, unused_name,
@@ -113,6 +115,7 @@ class Registry:
         self.meta_dir = layout.meta
         self.path = layout.registry
         self.lock_path = self.path + ".lock"
+        self.owner_path = self.path + ".xlock"
         self.backup_path = self.path + ".bak"
         self.lock_timeout = lock_timeout
 
@@ -143,7 +146,7 @@ class Registry:
         writes nothing. The lock is held for the whole block: keep it short.
         """
         self._make_meta_dir()
-        with locks.hold(self.lock_path, self.lock_timeout):
+        with self._locked() as tag:
             data = read_regular(self.path)
             document = empty_document() if data is None else self._decode_or_raise(data)
             before = json.loads(json.dumps(document))
@@ -153,8 +156,8 @@ class Registry:
             document["revision"] = int(before["revision"]) + 1
             document["updated_at"] = utc_now()
             new_data = self._serialize_or_raise(document)
-            self._clean_temps()
-            write_atomic(self.path, new_data, backup=None if data is None else self.backup_path)
+            self._clean_temps(tag)
+            write_atomic(self.path, new_data, backup=None if data is None else self.backup_path, tag=tag)
 
     def recover(self, mode: str) -> str:
         """Replace a damaged registry: "backup" restores the .bak (which must be valid), "reset"
@@ -169,7 +172,7 @@ class Registry:
             raise UsageError(Problem("usage", f"unknown recovery mode {mode!r}", fix="use 'backup' or 'reset'"))
         if not os.path.lexists(self.path):
             return f"{self.path} does not exist: nothing to recover"
-        with locks.hold(self.lock_path, self.lock_timeout):
+        with self._locked() as tag:
             if not os.path.lexists(self.path):
                 return f"{self.path} does not exist: nothing to recover"
             try:
@@ -197,8 +200,8 @@ class Registry:
             document["updated_at"] = utc_now()
             new_data = self._serialize_or_raise(document)
             kept = self._keep_corrupt(data)
-            self._clean_temps()
-            write_atomic(self.path, new_data)
+            self._clean_temps(tag)
+            write_atomic(self.path, new_data, tag=tag)
 
         kept_name = os.path.basename(kept)
         if mode == "backup":
@@ -287,9 +290,16 @@ class Registry:
             # A lone surrogate (written as \\ud800 by someone else) survives only as an escape.
             return (json.dumps(document, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
-    def _clean_temps(self) -> None:
-        clean_stale_temps(self.path)
-        clean_stale_temps(self.backup_path)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[str]:
+        """Both write locks (flock, then the owner file); yields the tag of our lock domain for
+        the temporary files' names."""
+        with sharelock.hold(self.lock_path, self.owner_path, self.lock_timeout) as domain:
+            yield sharelock.tag(domain)
+
+    def _clean_temps(self, tag: str) -> None:
+        for path in (self.path, self.backup_path, self.owner_path):
+            clean_stale_temps(path, tag)
 
     def _keep_corrupt(self, data: bytes) -> str:
         """Keep the damaged entry under a new name; never overwrite anything, never follow a link."""
