@@ -248,3 +248,27 @@ def test_temp_files_of_another_lock_domain_are_removed_only_when_old(tmp_path):
     removed = {os.path.basename(path) for path in clean_stale_temps(target, ours)}
     assert removed == {names["ours"], names["theirs_old"], names["untagged"]}
     assert os.listdir(tmp_path) == [names["theirs_young"]]
+
+
+def test_check_finds_and_removes_a_stale_temporary_of_a_claim_file_and_of_the_owner_file(setup):
+    from comfy_init.ops.check import temps
+    from comfy_init.ops.check.context import Context
+
+    config, registry = setup
+    claim = claims.acquire(registry, INSTANCE, port=8188, listen="0.0.0.0", lease=1)
+    claim.release()
+    claims_dir = claimfiles.directory(config.layout)
+    strays = [os.path.join(claims_dir, f".{INSTANCE}.1.claim.tmp-41-9f3a0c1d"),
+              os.path.join(config.layout.meta, ".instance-registry.json.xlock.tmp-42-0011aabb")]
+    foreign = os.path.join(claims_dir, ".notes.txt.tmp-43-12345678")  # not a claim file's: not ours
+    old = time.time() - 3 * 3600
+    for path in [*strays, foreign]:
+        with open(path, "wb") as file:
+            file.write(b"{")
+        os.utime(path, (old, old))
+    ctx = Context(config.layout)
+    found = temps.find_temps(ctx)
+    assert sorted(problem.path for problem in found) == sorted(strays)
+    for problem in found:
+        assert temps.fix_temp(ctx, problem).startswith("removed")
+    assert sorted(os.listdir(claims_dir)) == sorted([f"{INSTANCE}.1.claim", os.path.basename(foreign)])

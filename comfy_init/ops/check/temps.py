@@ -3,6 +3,7 @@
 Every name below is one comfy-init makes, in the one folder it makes it in, while holding one lock:
 
     .<file>.tmp-<pid>-<hex>          store.files (write_atomic, publish_new) beside the file it replaces
+                                     (meta/claims/ too: claim files, store.claimfiles)
     .<snapshot>.partial / .db        a snapshot being written, in meta/backup-snapshots/<id>/
     .<template>.building-<hex>/      `template create`, in meta/shared-configs/
     .<node>.cloning-<hex>/           `template apply` cloning a node, in an instance's custom_nodes/
@@ -27,7 +28,7 @@ import stat
 from comfy_init.errors import BusyError, ComfyInitError, error_for
 from comfy_init.layout import OWNER_NAME, REGISTRY_NAME, TEMPLATE_CAPTURED
 from comfy_init.problems import Problem
-from comfy_init.store import locks
+from comfy_init.store import claimfiles, locks
 from comfy_init.store.clock import utc_stamp
 from comfy_init.store.files import unused_name
 
@@ -65,8 +66,10 @@ def _places(ctx):
     match giving one of those or NOT_OURS})."""
     layout = ctx.layout
     registry_lock = ctx.registry.lock_path
-    meta_targets = {REGISTRY_NAME: registry_lock, REGISTRY_NAME + ".bak": registry_lock}
+    meta_targets = {REGISTRY_NAME: registry_lock, REGISTRY_NAME + ".bak": registry_lock,
+                    REGISTRY_NAME + ".xlock": registry_lock}
     places = [(layout.meta, {"tmp": lambda match: meta_targets.get(match["target"])}),
+              (claimfiles.directory(layout), {"tmp": lambda match: _claim_file_lock(layout, match["target"])}),
               (layout.shared_configs, {"building": layout.templates_lock, "tmp": layout.templates_lock}),
               (layout.instances, {"restore": lambda match: layout.lock_path(match["id"])})]
     places += [(layout.snapshot_dir(i), {"partial": layout.snapshot_lock(i), "tmp": layout.snapshot_lock(i)})
@@ -83,6 +86,12 @@ def _places(ctx):
         places += [(folder, {"tmp": _only_for(names, lock)}) for folder, names in sorted(targets.items())]
     places += [(folder, {"dedupe": layout.model_dedupe_lock}) for folder in _model_folders(ctx)]
     return places
+
+
+def _claim_file_lock(layout, target):
+    """A claim file `<id>.<generation>.claim` is rewritten by its holder, who holds the instance's lock."""
+    instance_id, dot, rest = target.partition(".")
+    return layout.lock_path(instance_id) if dot and rest.endswith(".claim") else NOT_OURS
 
 
 def _model_folders(ctx):
