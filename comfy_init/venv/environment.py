@@ -110,14 +110,15 @@ def ensure(assessment, user=None, environ=None):
 
 
 def rebuild(assessment, user, environ):
-    """Build a new environment beside venv/, then swap it in (the old one moved aside)."""
+    """Build a new environment beside venv/, then swap it in (the old one moved aside). Returns
+    where the old one went and what was reinstalled."""
     instance, build = assessment.instance, assessment.build
     _remove_unfinished(instance)
     old = instance.venv if os.path.lexists(instance.venv) else None
     pins = recorded_pins(old, build.get("protected") or {}) if old else []
     requirement_files = node_requirement_files(instance.custom_nodes)
     what = (["creating", "the environment"] if old is None else
-            ["rebuilding", f"the environment (made for another image: {'; '.join(assessment.differences)})"])
+            ["rebuilding", f"the environment ({_why_rebuild(assessment)})"])
     log.info(f"{what[0]} {what[1]} at {instance.venv} for {summary(build)}: "
              f"{len(pins)} recorded package(s), {len(requirement_files)} node requirements file(s)")
     temporary = instance.venv_building(secrets.token_hex(4))
@@ -129,11 +130,19 @@ def rebuild(assessment, user, environ):
     except (builder.BuildFailed, OSError) as error:
         shutil.rmtree(temporary, ignore_errors=True)  # ours alone, never used by anyone
         raise _failed(instance, build, old, getattr(error, "line", None) or str(error)) from None
+    moved = None
     if old is not None:
         moved = _move_aside(instance)
         log.info(f"moved the old environment to {moved} (kept: delete it when you no longer need it)")
     os.rename(temporary, instance.venv)
     log.info(f"environment ready at {instance.venv}")
+    return {"moved_to": moved, "pins": pins, "requirement_files": requirement_files}
+
+
+def _why_rebuild(assessment):
+    if assessment.differences:
+        return f"made for another image: {'; '.join(assessment.differences)}"
+    return "asked for: it matches this image"
 
 
 def _reinstall(temporary, pins, requirement_files, user, environ):
