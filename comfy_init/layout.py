@@ -57,6 +57,7 @@ VENV_TAG_NAME = "comfy-init-venv.json"
 VENV_CONSTRAINTS_NAME = "comfy-init-constraints.txt"
 VENV_BUILDING_PREFIX = ".venv.building-"
 VENV_MOVED_PREFIX = "venv.moved-"
+VENV_RESTORED_NAME = "venv-requirements.restored.txt"
 
 
 def before_template_name(path, stamp):
@@ -112,6 +113,9 @@ class InstancePaths:
     venv_python = property(lambda self: os.path.join(self.venv, "bin", "python"))
     venv_tag = property(lambda self: os.path.join(self.venv, VENV_TAG_NAME))
     venv_constraints = property(lambda self: os.path.join(self.venv, VENV_CONSTRAINTS_NAME))
+    # Written by `snapshot restore` (the environment's freeze the snapshot recorded): the next
+    # environment made for this instance reinstalls it, then keeps it inside itself.
+    venv_restored = property(lambda self: self._join(VENV_RESTORED_NAME))
 
     def venv_building(self, token):
         """Where a new environment is made before it is renamed to venv/ (a dot name: never a folder

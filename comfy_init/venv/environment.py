@@ -19,7 +19,7 @@ from comfy_init.errors import CannotCreateError
 from comfy_init.layout import VENV_BUILDING_PREFIX
 from comfy_init.problems import Problem
 from comfy_init.venv import build as builder
-from comfy_init.venv.packages import node_requirement_files, recorded_pins
+from comfy_init.venv.packages import node_requirement_files, recorded_pins, restored_pins
 from comfy_init.venv.tag import TAG_FILE, differences, image_build, read_json, summary
 
 READY, CREATE, REBUILD, FINISH = "ready", "create", "rebuild", "finish"
@@ -115,7 +115,8 @@ def rebuild(assessment, user, environ):
     instance, build = assessment.instance, assessment.build
     _remove_unfinished(instance)
     old = instance.venv if os.path.lexists(instance.venv) else None
-    pins = recorded_pins(old, build.get("protected") or {}) if old else []
+    pins = (recorded_pins(old, build.get("protected") or {}) if old
+            else restored_pins(instance.venv_restored, build.get("protected") or {}))
     requirement_files = node_requirement_files(instance.custom_nodes)
     what = (["creating", "the environment"] if old is None else
             ["rebuilding", f"the environment ({_why_rebuild(assessment)})"])
@@ -126,6 +127,9 @@ def rebuild(assessment, user, environ):
         builder.create(temporary, instance.venv, assessment.base_python, build, user, environ)
         _reinstall(temporary, pins, requirement_files, user, environ)
         builder.point_scripts_at(temporary, instance.venv)
+        if old is None and os.path.isfile(instance.venv_restored):
+            # Consumed: kept inside the environment it was installed into.
+            os.rename(instance.venv_restored, os.path.join(temporary, os.path.basename(instance.venv_restored)))
         builder.write_tag(temporary, build, user, {"pins": pins, "requirement_files": requirement_files})
     except (builder.BuildFailed, OSError) as error:
         shutil.rmtree(temporary, ignore_errors=True)  # ours alone, never used by anyone

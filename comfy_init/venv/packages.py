@@ -55,6 +55,18 @@ def recorded_pins(venv, protected):
     return [f"{name}=={version}" for name, version in own_packages(venv) if normalize(name) not in skip]
 
 
+def restored_pins(path, protected):
+    """The pins `snapshot restore` left for the next environment (name==version lines), without
+    pip's tooling and what the image protects; [] when there is no such file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [line.strip() for line in file if "==" in line and not line.startswith("#")]
+    except OSError:
+        return []
+    skip = set(_TOOLING) | {normalize(name) for name in protected}
+    return [line for line in lines if normalize(line.split("==", 1)[0]) not in skip]
+
+
 def node_requirement_files(custom_nodes):
     """custom_nodes/<node>/requirements.txt for every node that has one (one listdir: nodes are few)."""
     try:
