@@ -18,7 +18,10 @@ FORMAT = 1
 # Never replaced by an install into an instance environment, whatever the image pins besides.
 ALWAYS_PROTECTED = ("torch", "torchvision", "torchaudio")
 # The fields that decide whether an environment made for one build works with another.
-IDENTITY = ("comfyui", "torch", "torchvision", "torchaudio", "cuda", "python_abi", "site_packages")
+# packages_digest: every distribution of the image at its version, so that an image with other
+# packages (core and complete, a rebuild that pulled newer ones) is another build.
+IDENTITY = ("comfyui", "torch", "torchvision", "torchaudio", "cuda", "python_abi", "site_packages",
+            "packages_digest")
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*==\s*([^\s;#,]+)")
 
 
@@ -92,7 +95,15 @@ def describe(comfyui_dir=None, requirement_files=(), comfyui_ref=None):
         "python": sys.executable, "prefix": sys.prefix, "site_packages": site_packages,
         "purelib_relative": os.path.relpath(paths["purelib"], sys.prefix),
         "protected": dict(sorted(protected.items())),
+        "packages": len(versions), "packages_digest": _digest(versions),
     }
+
+
+def _digest(versions):
+    import hashlib
+
+    text = "".join(f"{name}=={version}\n" for name, version in sorted(versions.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def main(argv=None):
