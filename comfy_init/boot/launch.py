@@ -124,7 +124,8 @@ def _ensure_venv(config, user, environ):
         return None
     from comfy_init.venv.environment import ensure
 
-    ensure(assessment, user, environ)
+    # pip as ComfyUI's user gets that user's HOME (its cache, its config), as ComfyUI will.
+    ensure(assessment, user, dict(environ, HOME=user.home) if user is not None else environ)
     return assessment.instance
 
 

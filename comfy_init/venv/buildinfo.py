@@ -7,12 +7,10 @@ and read on every start. Also run as a plain script by a base interpreter that h
 (a host run without that file): standard library only, and no comfy_init import.
 """
 
-import argparse
 import json
 import os
 import re
 import sys
-import sysconfig
 
 FORMAT = 1
 # Never replaced by an install into an instance environment, whatever the image pins besides.
@@ -80,6 +78,8 @@ def comfyui_version(comfyui_dir):
 
 def describe(comfyui_dir=None, requirement_files=(), comfyui_ref=None):
     """This interpreter's build, as the dict the build file holds."""
+    import sysconfig
+
     versions = installed_versions()
     paths = sysconfig.get_paths()
     site_packages = sorted({paths["purelib"], paths["platlib"]})
@@ -107,6 +107,8 @@ def _digest(versions):
 
 
 def main(argv=None):
+    import argparse
+
     parser = argparse.ArgumentParser(description="Describe this interpreter's image build as JSON.")
     parser.add_argument("--comfyui-dir", help="the ComfyUI checkout (its comfyui_version.py)")
     parser.add_argument("--comfyui-ref", help="the release, when the checkout does not say")

@@ -11,15 +11,11 @@ finishes the swap before anything else.
 """
 
 import os
-import secrets
-import shutil
 
 from comfy_init import log
 from comfy_init.errors import CannotCreateError
 from comfy_init.layout import VENV_BUILDING_PREFIX
 from comfy_init.problems import Problem
-from comfy_init.venv import build as builder
-from comfy_init.venv.packages import node_requirement_files, recorded_pins, restored_pins
 from comfy_init.venv.tag import TAG_FILE, differences, image_build, read_json, summary
 
 READY, CREATE, REBUILD, FINISH = "ready", "create", "rebuild", "finish"
@@ -112,6 +108,13 @@ def ensure(assessment, user=None, environ=None):
 def rebuild(assessment, user, environ):
     """Build a new environment beside venv/, then swap it in (the old one moved aside). Returns
     where the old one went and what was reinstalled."""
+    # Imported here: a start whose environment fits never pays for subprocess, email or secrets.
+    import secrets
+    import shutil
+
+    from comfy_init.venv import build as builder
+    from comfy_init.venv.packages import node_requirement_files, recorded_pins, restored_pins
+
     instance, build = assessment.instance, assessment.build
     _remove_unfinished(instance)
     old = instance.venv if os.path.lexists(instance.venv) else None
@@ -152,6 +155,8 @@ def _why_rebuild(assessment):
 def _reinstall(temporary, pins, requirement_files, user, environ):
     """The old environment's own packages at their versions, and every node's requirements; when
     those versions cannot all be had for this image, the same names at any version that fits."""
+    from comfy_init.venv import build as builder
+
     try:
         builder.install(temporary, pins, requirement_files, user, environ)
     except builder.BuildFailed as error:
@@ -177,6 +182,8 @@ def _move_aside(instance):
 
 def _remove_unfinished(instance):
     """Temporaries without a tag are half-made by a killed rebuild: ours, never used, removed."""
+    import shutil
+
     for path in _temporaries(instance):
         if not os.path.isfile(os.path.join(path, TAG_FILE)):
             shutil.rmtree(path, ignore_errors=True)

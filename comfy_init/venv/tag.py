@@ -5,7 +5,6 @@ the build it was made for). Comparing them is two reads; no pip, no walk.
 
 import json
 import os
-import subprocess
 
 from comfy_init.layout import VENV_CONSTRAINTS_NAME, VENV_TAG_NAME
 from comfy_init.venv.buildinfo import IDENTITY
@@ -41,6 +40,8 @@ def read_json(path):
 def probe_build(python, comfyui_dir):
     """The build of an interpreter without a build file (a host): buildinfo run as a script by
     that interpreter, one process start. None when it cannot run."""
+    import subprocess
+
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "buildinfo.py")
     try:
         done = subprocess.run([python, "-I", script, "--comfyui-dir", comfyui_dir], capture_output=True,
