@@ -85,10 +85,13 @@ def make_plan(config, environ, extra_args):
 
 
 def venv_enabled(config):
-    """COMFY_VENV=on/off, or auto: on when COMFY_PYTHON's prefix holds an image build file (one
-    stat; the images write it), so host runs keep running in COMFY_PYTHON's own environment."""
+    """COMFY_VENV=on/off, or auto: on in multi-instance mode when COMFY_PYTHON's prefix holds an
+    image build file (one stat; the images write it), so host runs keep running in COMFY_PYTHON's
+    own environment, and compatibility mode leaves the old single-instance tree as it was."""
     if config.venv != "auto":
         return config.venv == "on"
+    if not config.multi_instance:
+        return False
     from comfy_init.venv.tag import build_file_for
 
     return os.path.isfile(build_file_for(config.python))

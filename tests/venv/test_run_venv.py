@@ -174,6 +174,11 @@ def test_off_runs_comfyui_in_the_image_interpreter_and_auto_follows_the_build_fi
     # auto: on with an image build file beside COMFY_PYTHON, off without (host interpreters).
     done, _ = start("b", "--dry-run", COMFY_PYTHON=sys.executable)
     assert "environment:\n  off: ComfyUI runs in" in done.stdout
+    # Compatibility mode leaves the old single-instance tree as it was, unless asked.
+    done, _ = start("b", "--dry-run", COMFY_MULTI_INSTANCE="false")
+    assert done.returncode == 0 and "environment:\n  off: ComfyUI runs in" in done.stdout, done.stderr
+    done, _ = start("b", "--dry-run", COMFY_MULTI_INSTANCE="false", COMFY_VENV="on")
+    assert "create the environment " + str(tmp_path / "data" / "comfy" / "venv") in done.stdout
     done, _ = start("b", "--dry-run", COMFY_VENV="maybe")
     assert done.returncode == 78 and "COMFY_VENV='maybe': must be one of auto, on, off" in done.stderr
 
