@@ -8,6 +8,12 @@ tree (tree check, registry, claim, port check, spawn, release) with a "ComfyUI" 
   boot_ratio=<median dry run on the 100k tree / median bare python>          target <= 3.0
   real_start_ratio=<median real start on the 100k tree / median bare python> target <= 5.0
   size_effect=<median on the 100k tree / median on the 1k tree>              target <= 1.10
+  venv_start_ratio=<median dry run on the 100k tree with COMFY_VENV=on and an existing, matching
+                   instance environment / median bare python>                 target <= 3.5
+
+and, for the instance environment (docs/venv.md), in the same run: the real start that creates the
+environment, the real start that finds it, and `python -m venv --without-pip` of the same kind alone
+(these three start the stand-in ComfyUI with the environment's python: informational).
 
 Usage: python bench/boot.py [--runs N] [--keep DIR]
 """
@@ -57,6 +63,44 @@ def command(real=False):
     return [script, "run"] if real else [script, "run", "--dry-run"]
 
 
+def make_image(root):
+    """A stand-in for the image's /opt/venv: a venv of this interpreter that sees its packages
+    (a .pth, as instance environments do) and has a build file."""
+    image = os.path.join(root, "image")
+    if not os.path.exists(os.path.join(image, "comfy-init-build.json")):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", image], check=True)
+        site = subprocess.run([os.path.join(image, "bin", "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        with open(os.path.join(site, "_bench_host.pth"), "w") as file:
+            file.write(sysconfig.get_path("purelib") + "\n")
+        subprocess.run([os.path.join(image, "bin", "python"), "-I", os.path.join(ROOT, "comfy_init", "venv", "buildinfo.py"),
+                        "--comfyui-dir", STANDIN, "--write", os.path.join(image, "comfy-init-build.json")], check=True)
+    return os.path.join(image, "bin", "python")
+
+
+def venv_numbers(root, runs):
+    """(dry run with a matching environment on the 100k tree, real start creating it, real start
+    finding it, python -m venv alone), medians in seconds."""
+    python = make_image(os.path.dirname(root))
+    env = dict(environment(root), COMFY_PYTHON=python, COMFY_VENV="on", STANDIN_EXIT_CODE="0")
+    subprocess.run(command(real=True), env=env, check=True, capture_output=True)  # makes the environment
+    dry = median_seconds(command(), env, runs)
+    found = median_seconds(command(real=True), env, runs)
+    venv = os.path.join(root, "instances", "bench-1", "venv")
+    creating, plain = [], []
+    for index in range(runs):
+        shutil.rmtree(venv)
+        started = time.perf_counter()
+        subprocess.run(command(real=True), env=env, check=True, capture_output=True)
+        creating.append(time.perf_counter() - started)
+        target = os.path.join(os.path.dirname(root), f"plain-venv-{index}")
+        started = time.perf_counter()
+        subprocess.run([python, "-m", "venv", "--without-pip", target], check=True)
+        plain.append(time.perf_counter() - started)
+        shutil.rmtree(target)
+    return dry, statistics.median(creating), found, statistics.median(plain)
+
+
 def median_seconds(argv, env, runs):
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm-up
     samples = []
@@ -84,6 +128,7 @@ def main():
         on_big = median_seconds(command(), environment(big), options.runs)
         on_small = median_seconds(command(), environment(small), options.runs)
         real = median_seconds(command(real=True), dict(environment(big), COMFY_PYTHON="/bin/true"), options.runs)
+        venv_dry, venv_create, venv_found, plain_venv = venv_numbers(big, options.runs)
         # Interleave a second round so drift on a busy machine shows up in both numbers alike.
         bare = min(bare, median_seconds([sys.executable, "-I", "-c", "pass"], {}, options.runs))
         print(f"runs={options.runs}")
@@ -94,6 +139,11 @@ def main():
         print(f"boot_ratio={on_big / bare:.2f}")
         print(f"real_start_ratio={real / bare:.2f}")
         print(f"size_effect={on_big / on_small:.3f}")
+        print(f"venv_dry_run_100k_ms={venv_dry * 1000:.1f}")
+        print(f"venv_start_ratio={venv_dry / bare:.2f}")
+        print(f"venv_real_start_creating_ms={venv_create * 1000:.1f}")
+        print(f"venv_real_start_existing_ms={venv_found * 1000:.1f}")
+        print(f"python_m_venv_without_pip_ms={plain_venv * 1000:.1f}")
     finally:
         if not options.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -50,6 +50,14 @@ SESSION_NAME = "comfy-init-session"
 DATABASE_NAME = "comfyui.db"
 # In every instance directory: the id it belongs to, so two ids can never share one directory.
 OWNER_NAME = ".comfy-init-instance"
+# The instance's own Python environment: its folder, its tag (the image build it was made for,
+# written last) and its constraints; where a new one is built, and where an old one is kept.
+VENV_NAME = "venv"
+VENV_TAG_NAME = "comfy-init-venv.json"
+VENV_CONSTRAINTS_NAME = "comfy-init-constraints.txt"
+VENV_BUILDING_PREFIX = ".venv.building-"
+VENV_MOVED_PREFIX = "venv.moved-"
+VENV_RESTORED_NAME = "venv-requirements.restored.txt"
 
 
 def before_template_name(path, stamp):
@@ -100,7 +108,24 @@ class InstancePaths:
     output = property(lambda self: self._join("output"))
     models = property(lambda self: self._join("models"))
     input = property(lambda self: self._join("input"))
-    venv = property(lambda self: self._join("venv"))
+    # The instance's own Python environment (comfy_init/venv, docs/venv.md) and its files.
+    venv = property(lambda self: self._join(VENV_NAME))
+    venv_python = property(lambda self: os.path.join(self.venv, "bin", "python"))
+    venv_tag = property(lambda self: os.path.join(self.venv, VENV_TAG_NAME))
+    venv_constraints = property(lambda self: os.path.join(self.venv, VENV_CONSTRAINTS_NAME))
+    # Written by `snapshot restore` (the environment's freeze the snapshot recorded): the next
+    # environment made for this instance reinstalls it, then keeps it inside itself.
+    venv_restored = property(lambda self: self._join(VENV_RESTORED_NAME))
+
+    def venv_building(self, token):
+        """Where a new environment is made before it is renamed to venv/ (a dot name: never a folder
+        ComfyUI uses)."""
+        return self._join(f"{VENV_BUILDING_PREFIX}{token}")
+
+    def venv_moved(self, stamp):
+        """Where an environment made for another image is kept: venv.moved-<UTC>. Never deleted."""
+        return self._join(f"{VENV_MOVED_PREFIX}{stamp}")
+
     database = property(lambda self: os.path.join(self.user, DATABASE_NAME))
     session_file = property(lambda self: os.path.join(self.user, SESSION_NAME))
     owner_file = property(lambda self: self._join(OWNER_NAME))

@@ -74,6 +74,8 @@ KINDS = {
     "unknown-workflow": (errors.NOINPUT, "no workflow of that name in the instance or in shared/workflows"),
     "workflow-exists": (errors.DATAERR, "a workflow of that name is already there (--force replaces it, keeping a backup)"),
     "workflow-invalid": (errors.DATAERR, "a file is not ComfyUI workflow JSON"),
+    # instance Python environments (instances/<id>/venv)
+    "venv-failed": (errors.CANTCREAT, "an instance's Python environment cannot be made or its requirements reinstalled"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
     "failed": (errors.FAILED, "an operation or check failed"),

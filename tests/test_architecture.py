@@ -25,10 +25,11 @@ ALLOWED = {
     "comfy_init.tree": {"comfy_init.tree", "comfy_init.store"},
     "comfy_init.comfyui": {"comfy_init.comfyui"},
     "comfy_init.pid1": {"comfy_init.pid1"},
+    "comfy_init.venv": {"comfy_init.venv", "comfy_init.store"},
     "comfy_init.boot": {"comfy_init.boot", "comfy_init.store", "comfy_init.tree", "comfy_init.comfyui",
-                        "comfy_init.pid1"},
+                        "comfy_init.pid1", "comfy_init.venv"},
     "comfy_init.ops": {"comfy_init.ops", "comfy_init.store", "comfy_init.tree", "comfy_init.comfyui",
-                       "comfy_init.boot"},
+                       "comfy_init.boot", "comfy_init.venv"},
     "comfy_init.cli": {"comfy_init.cli", "comfy_init.ops", "comfy_init.boot", "comfy_init.pid1"},
 }
 

@@ -48,7 +48,8 @@ def _claim_and_supervise(plan, environ, registry):
         steps = plan_steps(config, plan.checkout)
         apply_steps(steps, config.data_dir, link_anywhere=not config.multi_instance)
         user = privileges.prepare(config, steps)
-        spec = ChildSpec(plan.command, _child_environment(environ, config, user), config.app_dir,
+        venv = _ensure_venv(config, user, environ)
+        spec = ChildSpec(plan.command, _child_environment(environ, config, user, venv), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
                          extra_groups=user and user.groups)
         supervisor = Supervisor(spec, stop_timeout=config.stop_timeout,
@@ -113,9 +114,33 @@ def _check_port_free(registry, config):
         fix="give this instance another COMFY_PORT, or stop what listens there"))
 
 
-def _child_environment(environ, config, user):
+def _ensure_venv(config, user, environ):
+    """The instance environment, made or rebuilt if needed (assessed again: the claim may have
+    waited); None when COMFY_VENV is off."""
+    from comfy_init.boot.plan import plan_venv
+
+    assessment = plan_venv(config)
+    if assessment is None:
+        return None
+    from comfy_init.venv.environment import ensure
+
+    # pip as ComfyUI's user gets that user's HOME (its cache, its config), as ComfyUI will.
+    ensure(assessment, user, dict(environ, HOME=user.home) if user is not None else environ)
+    return assessment.instance
+
+
+def _child_environment(environ, config, user, venv=None):
     env = dict(environ)
     env["__COMFY_CLI_SESSION__"] = config.instance.session_file
+    if venv is not None:
+        # ComfyUI, the Manager and nodes install with sys.executable -m pip (pip.conf applies the
+        # constraints) or uv (which reads no pip.conf: the variable); both land in the environment.
+        env["VIRTUAL_ENV"] = venv.venv
+        env["PATH"] = os.path.join(venv.venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
+        constraints = " ".join(filter(None, (environ.get("PIP_CONSTRAINT"), venv.venv_constraints)))
+        env["PIP_CONSTRAINT"] = constraints
+        env["UV_CONSTRAINT"] = " ".join(filter(None, (environ.get("UV_CONSTRAINT"), venv.venv_constraints)))
+        env.pop("PYTHONHOME", None)
     if user is not None:
         env["HOME"] = user.home
         env["USER"] = env["LOGNAME"] = user.name

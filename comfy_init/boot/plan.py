@@ -2,6 +2,7 @@
 command. The dry run prints exactly this; the real start carries it out.
 """
 
+import os
 import shlex
 
 from comfy_init.comfyui.checkout import probe_checkout
@@ -23,9 +24,10 @@ def recover_advice(mode):
 
 
 class Plan:
-    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command")
+    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command", "venv")
 
-    def __init__(self, config, checkout, steps, device, device_reason, command):
+    def __init__(self, config, checkout, steps, device, device_reason, command, venv=None):
+        self.venv = venv  # the instance environment's Assessment; None when COMFY_VENV is off
         self.config = config
         self.checkout = checkout
         self.steps = steps
@@ -39,6 +41,7 @@ class Plan:
             "checkout": self.checkout.as_dict(),
             "device": {"device": self.device, "reason": self.device_reason},
             "actions": [step.as_dict() for step in self.steps],
+            "venv": self.venv.as_dict() if self.venv else {"state": "off"},
             "command": self.command,
         }
 
@@ -54,6 +57,8 @@ class Plan:
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
                   "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
         lines += [f"  {step.describe()}" for step in self.steps]
+        lines += ["", "environment:", "  " + (self.venv.describe() if self.venv else
+                                              f"off: ComfyUI runs in {self.config.python}'s environment")]
         lines += ["", "command:", "  " + shlex.join(self.command)]
         return lines
 
@@ -72,10 +77,33 @@ def make_plan(config, environ, extra_args):
     checkout = probe_checkout(config.app_dir)
     steps = plan_steps(config, checkout)
     device, reason = resolve_device(config.device, environ)
-    command = build_command(python=config.python, checkout=checkout, instance=config.instance,
+    venv = plan_venv(config)
+    command = build_command(python=venv.python if venv else config.python, checkout=checkout, instance=config.instance,
                             listen=config.listen, port=config.port, device=device,
                             cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args))
-    return Plan(config, checkout, steps, device, reason, command)
+    return Plan(config, checkout, steps, device, reason, command, venv)
+
+
+def venv_enabled(config):
+    """COMFY_VENV=on/off, or auto: on in multi-instance mode when COMFY_PYTHON's prefix holds an
+    image build file (one stat; the images write it), so host runs keep running in COMFY_PYTHON's
+    own environment, and compatibility mode leaves the old single-instance tree as it was."""
+    if config.venv != "auto":
+        return config.venv == "on"
+    if not config.multi_instance:
+        return False
+    from comfy_init.venv.tag import build_file_for
+
+    return os.path.isfile(build_file_for(config.python))
+
+
+def plan_venv(config):
+    """The instance environment's Assessment (two small reads when it fits), None when off."""
+    if not venv_enabled(config):
+        return None
+    from comfy_init.venv.environment import assess
+
+    return assess(config.instance, config.python, config.app_dir)
 
 
 def claim_now(config):

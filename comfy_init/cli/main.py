@@ -20,6 +20,7 @@ from comfy_init.cli.lazy import LazyGroup
     "check": "comfy_init.cli.check:check_command",
     "models": "comfy_init.cli.models:models",
     "workflows": "comfy_init.cli.workflows:workflows",
+    "venv": "comfy_init.cli.venv:venv",
 })
 @click.version_option(__version__, prog_name="comfy-init")
 def cli():

@@ -100,6 +100,9 @@ def _show(layout, reference):
     freeze = manifest.get("pip_freeze")
     lines.append(f"  {'pip freeze':<19} " + (f"{len(freeze['packages'])} packages ({freeze['python']})"
                                               if freeze else "not reachable when taken"))
+    venv = manifest.get("venv")
+    lines.append(f"  {'venv':<19} " + (f"{len(venv['freeze'])} own packages (restore reinstalls them)"
+                                        if venv else "none"))
     return Result("snapshot show", {"archive": snapshot.archive, "manifest": manifest}, lines)
 
 

@@ -157,5 +157,18 @@ def manifest_head(instance, name, config, *, live, note, kind, include_output):
         "layout": {"database": os.path.relpath(instance.database, instance.root),
                    "folders": [f for f in TOP_FOLDERS if f != "output" or include_output]},
         "git_nodes": git_checkouts(instance), "pip_freeze": pip_freeze(instance),
+        "venv": venv_record(instance),
     }
+
+
+def venv_record(instance):
+    """The instance environment's own packages (read from its dist-info) and the build it was made
+    for; None without one. A restore hands the packages to the next environment made."""
+    from comfy_init.venv.packages import freeze_lines
+    from comfy_init.venv.tag import read_json
+
+    if not os.path.isdir(instance.venv):
+        return None
+    tag = read_json(instance.venv_tag) or {}
+    return {"freeze": freeze_lines(instance.venv), "build": tag.get("build")}
 

@@ -213,7 +213,13 @@ def _complete_tree(layout, instance, staging, manifest):
     staged = layout.instance(os.path.basename(staging), root=staging)
     apply_steps(plan_tree(layout, staged, multi=True), layout.data)
     # ... and then the owner file names the instance the tree is for.
-    write_atomic(layout.instance(instance.id, root=staging).owner_file, f"{instance.id}\n".encode())
+    restored = layout.instance(instance.id, root=staging)
+    write_atomic(restored.owner_file, f"{instance.id}\n".encode())
+    # The environment is not archived (the image's interpreter rebuilds it): its recorded packages
+    # are, and the next start (or `venv rebuild`) reinstalls them into a fresh one.
+    freeze = (manifest.get("venv") or {}).get("freeze")
+    if freeze:
+        write_atomic(restored.venv_restored, "".join(f"{line}\n" for line in freeze).encode())
 
 
 def _link_tree(source, target):
