@@ -7,6 +7,7 @@ import shlex
 from comfy_init.comfyui.checkout import probe_checkout
 from comfy_init.comfyui.command import build_command
 from comfy_init.comfyui.gpu import resolve_device
+from comfy_init.comfyui.manager import choose as choose_manager
 from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.results import Result
 from comfy_init.store.migration_journal import blocking_start
@@ -23,9 +24,10 @@ def recover_advice(mode):
 
 
 class Plan:
-    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command")
+    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command", "manager")
 
-    def __init__(self, config, checkout, steps, device, device_reason, command):
+    def __init__(self, config, checkout, steps, device, device_reason, command, manager=None):
+        self.manager = manager  # comfy_init.comfyui.manager.ManagerChoice
         self.config = config
         self.checkout = checkout
         self.steps = steps
@@ -40,6 +42,7 @@ class Plan:
             "device": {"device": self.device, "reason": self.device_reason},
             "actions": [step.as_dict() for step in self.steps],
             "command": self.command,
+            "manager": self.manager.as_dict() if self.manager else None,
         }
 
     def lines(self):
@@ -52,7 +55,11 @@ class Plan:
                   f"  {'version':<18} {checkout.version or 'unknown'}",
                   f"  {'--base-directory':<18} {'supported' if checkout.base_directory else 'not supported: links inside the checkout'}",
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
-                  "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
+                  "", f"device: {self.device} ({self.device_reason})"]
+        if self.manager is not None:
+            state = "--enable-manager" if self.manager.enabled else "not enabled"
+            lines.append(f"ComfyUI-Manager 4: {state} ({self.manager.reason})")
+        lines += ["", "actions:"]
         lines += [f"  {step.describe()}" for step in self.steps]
         lines += ["", "command:", "  " + shlex.join(self.command)]
         return lines
@@ -72,10 +79,12 @@ def make_plan(config, environ, extra_args):
     checkout = probe_checkout(config.app_dir)
     steps = plan_steps(config, checkout)
     device, reason = resolve_device(config.device, environ)
+    manager = choose_manager(config.manager, checkout, config.python)
     command = build_command(python=config.python, checkout=checkout, instance=config.instance,
                             listen=config.listen, port=config.port, device=device,
-                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args))
-    return Plan(config, checkout, steps, device, reason, command)
+                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args),
+                            manager=manager.enabled)
+    return Plan(config, checkout, steps, device, reason, command, manager)
 
 
 def claim_now(config):
