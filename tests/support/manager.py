@@ -17,8 +17,11 @@ from pathlib import Path
 
 from tests.support.standin import make_checkout
 
-# What ComfyUI's manager_requirements.txt pins for the release the stand-in copy emulates.
-MANAGER_REQUIREMENT = "comfyui_manager==4.0.5"
+# What ComfyUI's manager_requirements.txt pins for the release the stand-in copy emulates (one
+# file, also read by docker/build-test-images.sh for the manager4 test image).
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "docker" / "fixtures" / "manager_requirements.txt"
+MANAGER_REQUIREMENT = next(line.strip() for line in REQUIREMENTS_FILE.read_text().splitlines()
+                           if line.strip() and not line.startswith("#"))
 # Not among the package's own requirements: ComfyUI brings it (the package imports it at once).
 COMFYUI_PROVIDES = ["aiohttp"]
 ENABLE_MANAGER = '"--enable-manager"'
@@ -32,7 +35,7 @@ def release_checkout(dest: Path, *, manager4: bool) -> Path:
     lines = cli_args.read_text(encoding="utf-8").splitlines(keepends=True)
     if manager4:
         assert any(ENABLE_MANAGER in line for line in lines), "the stand-in declares --enable-manager"
-        (dest / "manager_requirements.txt").write_text(MANAGER_REQUIREMENT + "\n", encoding="utf-8")
+        shutil.copyfile(REQUIREMENTS_FILE, dest / "manager_requirements.txt")
     else:
         cli_args.write_text("".join(line for line in lines if ENABLE_MANAGER not in line), encoding="utf-8")
     return dest
