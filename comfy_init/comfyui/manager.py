@@ -11,9 +11,7 @@ folder that one of its .pth files adds (how a per-instance venv sees the image's
 refusal (COMFY_MANAGER=on, package not found that way) asks the interpreter itself, to be sure.
 """
 
-import glob
 import os
-import subprocess
 
 from comfy_init.errors import ConfigError
 from comfy_init.problems import Problem
@@ -73,20 +71,33 @@ def package_location(python):
 def _site_folders(python):
     """site-packages of the environment `python` belongs to, then the folders its .pth files add."""
     prefix = os.path.dirname(os.path.dirname(os.path.abspath(python)))  # <venv>/bin/python, not resolved
-    folders = glob.glob(os.path.join(prefix, "lib", "python3*", "site-packages"))
-    folders += glob.glob(os.path.join(prefix, "local", "lib", "python3*", "dist-packages"))
-    folders += glob.glob(os.path.join(prefix, "lib", "python3", "dist-packages"))
+    folders = [os.path.join(lib, name, "site-packages") for lib in (os.path.join(prefix, "lib"),)
+               for name in _entries(lib) if name.startswith("python3")]
+    local = os.path.join(prefix, "local", "lib")
+    folders += [os.path.join(local, name, "dist-packages") for name in _entries(local) if name.startswith("python3")]
+    folders.append(os.path.join(prefix, "lib", "python3", "dist-packages"))
+    folders = [folder for folder in folders if os.path.isdir(folder)]
     added = []
     for folder in folders:
         added += _pth_folders(folder)
     return folders + added
 
 
+def _entries(folder):
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
 def _pth_folders(site):
+    """The folders a site folder's .pth files add (lines that are paths, not `import` lines)."""
     found = []
-    for pth in glob.glob(os.path.join(site, "*.pth")):
+    for name in _entries(site):
+        if not name.endswith(".pth"):
+            continue
         try:
-            with open(pth, encoding="utf-8") as file:
+            with open(os.path.join(site, name), encoding="utf-8") as file:
                 lines = file.read().splitlines()
         except (OSError, UnicodeDecodeError):
             continue
@@ -99,6 +110,8 @@ def _pth_folders(site):
 
 def _asked_interpreter(python):
     """Ask `python` where it imports comfyui_manager from (a refusal only: it costs a start-up)."""
+    import subprocess  # not on the path of a start that is not refused
+
     code = f"import importlib.util as u; s = u.find_spec({PACKAGE!r}); print(s.origin if s else '')"
     try:
         result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
