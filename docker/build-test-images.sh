@@ -2,7 +2,7 @@
 # Build the images offline, the way the tests do: the shipped Dockerfiles, with build arguments that
 # replace everything a build would download (docs/docker.md, "Offline builds").
 #
-#   docker/build-test-images.sh [cpu|core|complete ...]      (default: all three)
+#   docker/build-test-images.sh [cpu|core|complete|manager4 ...]    (default: cpu core complete)
 #
 # - BASE_IMAGE: the debootstrap image of docker/build-test-base.sh instead of CUDA/Ubuntu;
 # - COMFYUI_SOURCE_DIR: the stand-in ComfyUI (tests/standin_comfyui) instead of GitHub;
@@ -11,6 +11,12 @@
 #   PyPI from inside a build lacks the host's CA bundle;
 # - complete: built FROM the core image built just before it (CORE_IMAGE; asking for complete builds
 #   core first), with a stand-in ComfyUI-Manager, a one-package curated list, and only git from apt.
+#   The stand-in ComfyUI has no manager_requirements.txt: complete gets the custom-node Manager.
+# - manager4 (only when asked for): the complete image's ComfyUI-Manager 4 path, for real. A core
+#   image (<repository>/core-manager4) whose stand-in ComfyUI looks like a release with Manager 4
+#   (tests/docker/fixtures/manager_requirements.txt, the pin of the REAL comfyui-manager package, and
+#   aiohttp in its requirements.txt, as ComfyUI has), and complete FROM it
+#   (<repository>/complete-manager4); the package and its dependencies come from the wheelhouse.
 #
 # Environment: TEST_BASE_IMAGE (comfy-init-test-base:bookworm), TEST_IMAGE_TAG (ci),
 # TEST_IMAGE_REPOSITORY (comfy-init-test: images are <repository>/<variant>:<tag>),
@@ -40,8 +46,8 @@ fi
 variants=()
 for variant in "${requested[@]}"; do
     case "$variant" in
-        cpu|core|complete) ;;
-        *) echo "build-test-images: unknown variant '$variant' (cpu, core, complete)" >&2; exit 64 ;;
+        cpu|core|complete|manager4) ;;
+        *) echo "build-test-images: unknown variant '$variant' (cpu, core, complete, manager4)" >&2; exit 64 ;;
     esac
     if [[ "$variant" == complete && " ${variants[*]} " != *" core "* ]]; then
         variants+=(core)
@@ -58,7 +64,7 @@ if [[ -n "${COMFYUI_SOURCE_DIR:-}" ]]; then
              "(it needs main.py and requirements.txt)" >&2
         exit 66
     fi
-    if [[ " ${variants[*]} " == *" complete "* ]]; then
+    if [[ " ${variants[*]} " == *" complete "* || " ${variants[*]} " == *" manager4 "* ]]; then
         echo "build-test-images: a real ComfyUI offline is built for cpu and core only; complete would" \
              "also need a ComfyUI-Manager checkout and every wheel of docker/complete-requirements.txt" >&2
         exit 64
@@ -102,6 +108,15 @@ if [[ "$comfyui_dir" != tests/standin_comfyui ]]; then
     read -r -a torch_list <<<"$torch_packages"
     requirements+=("${torch_list[@]}" -r "$comfyui_dir/requirements.txt")
 fi
+manager4_dir=docker/standin-manager4
+if [[ " ${variants[*]} " == *" manager4 "* ]]; then
+    requirements+=(-r tests/docker/fixtures/manager_requirements.txt aiohttp)
+    rm -rf "$manager4_dir"
+    mkdir -p "$manager4_dir"
+    tar -C tests/standin_comfyui --exclude=__pycache__ -cf - . | tar -C "$manager4_dir" -xf -
+    cp tests/docker/fixtures/manager_requirements.txt "$manager4_dir/manager_requirements.txt"
+    echo "aiohttp" >"$manager4_dir/requirements.txt"
+fi
 echo "build-test-images: wheelhouse ($wheelhouse): ${requirements[*]}"
 mkdir -p "$wheelhouse"
 find "$wheelhouse" -maxdepth 1 -name '*.whl' -delete
@@ -129,16 +144,12 @@ complete_args=(
     --build-arg "EXTRA_APT_PACKAGES=git"
 )
 
-for variant in "${variants[@]}"; do
-    case "$variant" in
-        cpu|core) args=("${common_args[@]}" "${base_args[@]}") ;;
-        complete) args=("${common_args[@]}" "${complete_args[@]}") ;;
-    esac
-    image="$repository/$variant:$tag"
-    echo "build-test-images: building $image from docker/Dockerfile.$variant"
-    start=$SECONDS
+build() {  # build <Dockerfile variant> <image> <build args...>
+    local dockerfile="$1" image="$2" start=$SECONDS log
+    shift 2
+    echo "build-test-images: building $image from docker/Dockerfile.$dockerfile"
     log="$(mktemp)"
-    if ! docker build --file "docker/Dockerfile.$variant" --tag "$image" "${args[@]}" . >"$log" 2>&1; then
+    if ! docker build --file "docker/Dockerfile.$dockerfile" --tag "$image" "$@" . >"$log" 2>&1; then
         tail -n 60 "$log" >&2
         rm -f "$log"
         echo "build-test-images: building $image failed" >&2
@@ -147,6 +158,18 @@ for variant in "${variants[@]}"; do
     rm -f "$log"
     echo "build-test-images: built $image in $((SECONDS - start)) s" \
          "($(docker image inspect -f '{{.Size}}' "$image") bytes)"
+}
+
+for variant in "${variants[@]}"; do
+    case "$variant" in
+        cpu|core) build "$variant" "$repository/$variant:$tag" "${common_args[@]}" "${base_args[@]}" ;;
+        complete) build complete "$repository/complete:$tag" "${common_args[@]}" "${complete_args[@]}" ;;
+        manager4)
+            build core "$repository/core-manager4:$tag" "${common_args[@]}" "${base_args[@]}" \
+                --build-arg "COMFYUI_SOURCE_DIR=$manager4_dir"
+            build complete "$repository/complete-manager4:$tag" "${common_args[@]}" "${complete_args[@]}" \
+                --build-arg "CORE_IMAGE=$repository/core-manager4:$tag" ;;
+    esac
 done
 
 # Earlier builds of these images, untagged by the ones above: only ours (by label), only dangling.

@@ -25,6 +25,7 @@ from comfy_init.store.files import read_regular
 DEVICES = ("auto", "cuda", "cpu")
 # COMFY_VENV: auto = on when COMFY_PYTHON's prefix holds an image build file (the images), off otherwise.
 VENV_MODES = ("auto", "on", "off")
+MANAGER_MODES = ("auto", "on", "off")  # as comfy_init.comfyui.manager.MODES
 RECOVERY_MODES = ("backup", "reset")  # as comfy_init.store.registry.RECOVERY_MODES (not imported: start-up cost)
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -45,7 +46,7 @@ class Config:
         "multi_instance", "instance_id", "data_dir", "shared_dir", "instance_dir", "base_dir",
         "app_dir", "port", "listen", "device", "cuda_device", "cli_args", "puid", "pgid",
         "stop_timeout", "python", "registry_recover", "claim_lease", "layout", "instance",
-        "watch_interval", "venv",
+        "watch_interval", "venv", "manager",
     )
 
     def __init__(self, **values):
@@ -208,13 +209,15 @@ def load_config(environ=None):
     # 0 turns the watch off.
     watch_interval = env.seconds("COMFY_WATCH_INTERVAL", 0, 86400, 60.0, "60")
     venv = env.choice("COMFY_VENV", VENV_MODES, "auto")
+    # ComfyUI-Manager 4: --enable-manager when the release declares it and the package is there (auto).
+    manager = env.choice("COMFY_MANAGER", MANAGER_MODES, "auto")
     if env.problems:
         raise ConfigError(*env.problems)
     return Config(
         multi_instance=multi, instance_id=paths["instance"].id, **paths, port=port, listen=listen,
         device=device, cuda_device=cuda_device, cli_args=cli_args, puid=puid, pgid=pgid,
         stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease,
-        watch_interval=watch_interval, venv=venv)
+        watch_interval=watch_interval, venv=venv, manager=manager)
 
 
 def _instance_id(env, multi):

@@ -12,6 +12,7 @@ from comfy_init.boot import privileges
 from comfy_init.boot.plan import RECOVER_VARIABLE, plan_steps, recover_advice
 from comfy_init.boot.watch import TreeWatch
 from comfy_init.comfyui.endpoint import port_in_use, system_stats_url
+from comfy_init.comfyui.manager_data import migrate_legacy as migrate_manager_data
 from comfy_init.errors import TEMPFAIL, BusyError, DataError
 from comfy_init.pid1 import signals
 from comfy_init.pid1.supervisor import ChildSpec, Supervisor, become_subreaper
@@ -49,6 +50,8 @@ def _claim_and_supervise(plan, environ, registry):
         apply_steps(steps, config.data_dir, link_anywhere=not config.multi_instance)
         user = privileges.prepare(config, steps)
         venv = _ensure_venv(config, user, environ)
+        if plan.manager is not None and plan.manager.enabled:
+            _migrate_manager_data(config, user)
         spec = ChildSpec(plan.command, _child_environment(environ, config, user, venv), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
                          extra_groups=user and user.groups)
@@ -72,6 +75,19 @@ def _claim_and_supervise(plan, environ, registry):
         return TEMPFAIL
     log.info(f"released instance {config.instance_id!r}")
     return status
+
+
+def _migrate_manager_data(config, user):
+    """Manager 4 reads <user>/__manager only: carry the custom-node Manager's folder of THIS
+    instance over, as the Manager itself does (comfy_init.comfyui.manager_data)."""
+    try:
+        info, warnings = migrate_manager_data(config.instance.user, user and user.uid, user and user.gid)
+    except OSError as error:  # ComfyUI still starts; the Manager then starts with its defaults
+        info, warnings = [], [f"ComfyUI-Manager: could not migrate the old folder of this instance: {error}"]
+    for line in info:
+        log.info(line)
+    for line in warnings:
+        log.warning(line)
 
 
 def _warn_about_differences(registry, config):

@@ -8,6 +8,7 @@ import shlex
 from comfy_init.comfyui.checkout import probe_checkout
 from comfy_init.comfyui.command import build_command
 from comfy_init.comfyui.gpu import resolve_device
+from comfy_init.comfyui.manager import choose as choose_manager
 from comfy_init.errors import ComfyInitError, error_for
 from comfy_init.results import Result
 from comfy_init.store.migration_journal import blocking_start
@@ -24,10 +25,11 @@ def recover_advice(mode):
 
 
 class Plan:
-    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command", "venv")
+    __slots__ = ("config", "checkout", "steps", "device", "device_reason", "command", "venv", "manager")
 
-    def __init__(self, config, checkout, steps, device, device_reason, command, venv=None):
+    def __init__(self, config, checkout, steps, device, device_reason, command, venv=None, manager=None):
         self.venv = venv  # the instance environment's Assessment; None when COMFY_VENV is off
+        self.manager = manager  # comfy_init.comfyui.manager.ManagerChoice
         self.config = config
         self.checkout = checkout
         self.steps = steps
@@ -43,6 +45,7 @@ class Plan:
             "actions": [step.as_dict() for step in self.steps],
             "venv": self.venv.as_dict() if self.venv else {"state": "off"},
             "command": self.command,
+            "manager": self.manager.as_dict() if self.manager else None,
         }
 
     def lines(self):
@@ -55,7 +58,11 @@ class Plan:
                   f"  {'version':<18} {checkout.version or 'unknown'}",
                   f"  {'--base-directory':<18} {'supported' if checkout.base_directory else 'not supported: links inside the checkout'}",
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
-                  "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
+                  "", f"device: {self.device} ({self.device_reason})"]
+        if self.manager is not None:
+            state = "--enable-manager" if self.manager.enabled else "not enabled"
+            lines.append(f"ComfyUI-Manager 4: {state} ({self.manager.reason})")
+        lines += ["", "actions:"]
         lines += [f"  {step.describe()}" for step in self.steps]
         lines += ["", "environment:", "  " + (self.venv.describe() if self.venv else
                                               f"off: ComfyUI runs in {self.config.python}'s environment")]
@@ -78,10 +85,12 @@ def make_plan(config, environ, extra_args):
     steps = plan_steps(config, checkout)
     device, reason = resolve_device(config.device, environ)
     venv = plan_venv(config)
+    manager = choose_manager(config.manager, checkout, config.python)
     command = build_command(python=venv.python if venv else config.python, checkout=checkout, instance=config.instance,
                             listen=config.listen, port=config.port, device=device,
-                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args))
-    return Plan(config, checkout, steps, device, reason, command, venv)
+                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args),
+                            manager=manager.enabled)
+    return Plan(config, checkout, steps, device, reason, command, venv, manager)
 
 
 def venv_enabled(config):

@@ -16,14 +16,16 @@ CLI_ARGS_SOURCE = os.path.join("comfy", "cli_args.py")
 class Checkout:
     """A ComfyUI checkout and the optional flags its release understands."""
 
-    __slots__ = ("path", "main_py", "base_directory", "database_url", "version")
+    __slots__ = ("path", "main_py", "base_directory", "database_url", "version", "enable_manager")
 
-    def __init__(self, path, main_py, base_directory, database_url, version):
+    def __init__(self, path, main_py, base_directory, database_url, version, enable_manager=False):
         self.path = path
         self.main_py = main_py
         self.base_directory = base_directory
         self.database_url = database_url
         self.version = version
+        # ComfyUI-Manager 4 (the comfyui_manager pip package) is started by this flag.
+        self.enable_manager = enable_manager
 
     def as_dict(self):
         return {name: getattr(self, name) for name in self.__slots__}
@@ -48,6 +50,7 @@ def probe_checkout(app_dir):
         base_directory='"--base-directory"' in flags_source,
         database_url='"--database-url"' in flags_source,
         version=_read_version(app_dir),
+        enable_manager='"--enable-manager"' in flags_source,
     )
 
 

@@ -56,10 +56,13 @@ def owned_argument_problems(arguments, source):
     return problems
 
 
-def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments):
+def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments, manager=False):
     """The argv that starts ComfyUI for `instance` (InstancePaths). `arguments` (CLI_ARGS, then
-    those after `--`) come last, so they win."""
+    those after `--`) come last, so they win. `manager`: start ComfyUI-Manager 4 (the pip package),
+    as comfy_init.comfyui.manager decided from COMFY_MANAGER."""
     argv = [python, checkout.main_py, "--listen", listen, "--port", str(port), "--disable-auto-launch"]
+    if manager:
+        argv.append("--enable-manager")
     if checkout.base_directory:
         argv += ["--base-directory", instance.root]
     if checkout.database_url:

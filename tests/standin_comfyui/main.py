@@ -29,6 +29,7 @@ if CHECKOUT not in sys.path:
     sys.path.insert(0, CHECKOUT)
 
 import comfyui_version  # noqa: E402
+import folder_paths  # noqa: E402
 from comfy import cli_args  # noqa: E402
 
 PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
@@ -437,14 +438,45 @@ def request_manager_reboot():
     record("reboot_requested", session=session)
 
 
+def import_manager(args):
+    """ComfyUI's main.py with --enable-manager: import the comfyui_manager package (the real one,
+    from PyPI, when the interpreter has it), or warn and go on without it as ComfyUI does."""
+    if not getattr(args, "enable_manager", False):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("comfyui_manager") is None:
+        log_error("To use the `--enable-manager` feature, the `comfyui-manager` package must be installed first.")
+        return None
+    cli_args.args = args  # the package reads `from comfy.cli_args import args`, as in ComfyUI
+    import comfyui_manager
+
+    return comfyui_manager
+
+
+def manager_prestartup(manager, folders):
+    """main.py calls comfyui_manager.prestartup() once the folders are set, before the server.
+    The package may end the process there (SystemExit 0 after a restart request): recorded."""
+    folder_paths.configure(folders)
+    record("manager_prestartup", manager=manager.__file__)
+    try:
+        manager.prestartup()
+    except SystemExit as stop:
+        record("manager_exit", code=stop.code)
+        raise
+
+
 def main():
     args = cli_args.parser.parse_args()
     record("started", argv=sys.argv)
     apply_test_knobs()
     log(f"Python version: {sys.version}")
     log(f"ComfyUI version: {comfyui_version.__version__}")
+    manager = import_manager(args)
 
     folders = Folders(args)
+    if manager is not None:
+        manager_prestartup(manager, folders)
     check_custom_nodes(args, folders)
     prepare_temp(folders)
     app = App(args, folders)
