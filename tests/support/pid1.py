@@ -158,10 +158,14 @@ class ComfyInit(ComfyInitProcess):
         pid = int(children[0])
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as file:
-                exec_done = self.marker in file.read()
+                argv = file.read().split(b"\0")
         except OSError:
             return None
-        return pid if exec_done else None  # before exec it is still a copy of unshare
+        # Before exec it is still a copy of unshare, whose own arguments hold the marker too; and
+        # that copy blocks SIGINT/SIGTERM until just before its exec (util-linux's unshare --fork),
+        # so a signal sent to it then is pending, unblocked, and dropped by a PID 1 with no handler.
+        exec_done = os.path.basename(argv[0]) != b"unshare" and any(self.marker in arg for arg in argv)
+        return pid if exec_done else None
 
     def handlers_installed(self) -> bool:
         try:
