@@ -219,6 +219,18 @@ def test_a_start_between_the_two_renames_finishes_the_swap(tmp_path, start, imag
     assert report["executable"] == str(venv / "bin" / "python") and tag_of(venv)["comfyui"] == "0.4.0"
 
 
+def test_an_interrupted_rebuild_for_another_image_is_finished_then_rebuilt(tmp_path, start, image):
+    assert start("a", FAKE_INSTALL="foo==2.0")[0].returncode == 0
+    venv = venv_of(tmp_path, "a")
+    venv.rename(venv.parent / ".venv.building-0123abcd")
+    write_build_file(image, comfyui="0.5.0")
+    done, report = start("a")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.index("finished an interrupted rebuild") < done.stderr.index("rebuilding the environment")
+    assert tag_of(venv)["comfyui"] == "0.5.0" and report["foo"] == "2.0"
+    assert [tag_of(old)["comfyui"] for old in moved(tmp_path, "a")] == ["0.3.64-standin"]
+
+
 def test_a_rebuild_killed_at_any_instant_leaves_a_usable_environment(tmp_path, app, image, wheelhouse, start):
     add_node(tmp_path, "a", "node-1", "bar==1.0\n")
     assert start("a", FAKE_INSTALL="foo==2.0")[0].returncode == 0
