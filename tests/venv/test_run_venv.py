@@ -265,3 +265,22 @@ def test_a_rebuild_killed_at_any_instant_leaves_a_usable_environment(tmp_path, a
     assert imported(venv / "bin" / "python", "bar")[1].startswith(str(venv))
     assert temporaries(tmp_path, "a") == []
     assert all(tag_of(old)["comfyui"] == "0.3.64-standin" for old in instance.glob("venv.moved-*"))
+
+
+UV = shutil.which("uv") or os.environ.get("COMFY_INIT_TEST_UV")
+
+
+@pytest.mark.skipif(not UV, reason="uv is not installed (set COMFY_INIT_TEST_UV=/path/to/uv)")
+def test_uv_installs_into_the_instance_and_refuses_another_torch(tmp_path, start, wheelhouse):
+    done, report = start("a")
+    assert done.returncode == 0, done.stderr
+    python = venv_of(tmp_path, "a") / "bin" / "python"
+    # What ComfyUI's environment carries: uv reads no pip.conf, so UV_CONSTRAINT does it.
+    env = dict(offline(wheelhouse), UV_CONSTRAINT=report["uv_constraint"])
+    uv = [UV, "pip", "install", "--python", str(python), "--no-index", "--find-links", str(wheelhouse)]
+    installed = subprocess.run([*uv, "foo==3.0"], capture_output=True, text=True, env=env)
+    assert installed.returncode == 0, installed.stderr
+    assert imported(python, "foo") == ("3.0", str(venv_of(tmp_path, "a") / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages" / "foo" / "__init__.py"))
+    refused = subprocess.run([*uv, "torch==9.0"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "torch==1.0" in refused.stderr
+    assert imported(python, "torch")[0] == "1.0"
