@@ -98,11 +98,28 @@ def ensure(assessment, user=None, environ=None):
         return assessment.python
     if assessment.state == FINISH:
         path = unfinished_swap(instance)
-        os.rename(path, instance.venv)
+        _rename(path, instance.venv, assessment.build)
         log.info(f"finished an interrupted rebuild: {path} is now {instance.venv}")
-        return assessment.python
+        tag = read_json(instance.venv_tag) or {}
+        made_for = tag.get("build") if isinstance(tag.get("build"), dict) else None
+        found = differences(made_for, assessment.build)
+        if not found:
+            return assessment.python
+        # Made for yet another image (the interrupted rebuild was another image's): rebuild it too.
+        assessment = Assessment(REBUILD, instance, assessment.base_python, assessment.build,
+                                assessment.build_source, found, made_for)
     rebuild(assessment, user, environ)
     return assessment.python
+
+
+def _rename(source, target, build):
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        raise CannotCreateError(Problem(
+            "venv-failed", f"cannot make the Python environment for {summary(build)}: cannot rename "
+            f"{source} to {target}: {error.strerror}", path=target,
+            fix="make the instance directory writable by comfy-init, then start again")) from None
 
 
 def rebuild(assessment, user, environ):
@@ -139,9 +156,14 @@ def rebuild(assessment, user, environ):
         raise _failed(instance, build, old, getattr(error, "line", None) or str(error)) from None
     moved = None
     if old is not None:
-        moved = _move_aside(instance)
+        moved = _move_aside(instance, build)
         log.info(f"moved the old environment to {moved} (kept: delete it when you no longer need it)")
-    os.rename(temporary, instance.venv)
+    try:
+        _rename(temporary, instance.venv, build)
+    except CannotCreateError:
+        if moved is not None:
+            os.rename(moved, instance.venv)  # put the old one back: it was whole a moment ago
+        raise
     log.info(f"environment ready at {instance.venv}")
     return {"moved_to": moved, "pins": pins, "requirement_files": requirement_files}
 
@@ -168,7 +190,7 @@ def _reinstall(temporary, pins, requirement_files, user, environ):
         builder.install(temporary, names, requirement_files, user, environ)
 
 
-def _move_aside(instance):
+def _move_aside(instance, build):
     from comfy_init.store.clock import utc_stamp
 
     stamp = utc_stamp()
@@ -176,7 +198,7 @@ def _move_aside(instance):
     while os.path.lexists(target):
         number += 1
         target = instance.venv_moved(f"{stamp}-{number}")
-    os.rename(instance.venv, target)
+    _rename(instance.venv, target, build)
     return target
 
 

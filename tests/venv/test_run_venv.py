@@ -219,6 +219,18 @@ def test_a_start_between_the_two_renames_finishes_the_swap(tmp_path, start, imag
     assert report["executable"] == str(venv / "bin" / "python") and tag_of(venv)["comfyui"] == "0.4.0"
 
 
+def test_an_interrupted_rebuild_for_another_image_is_finished_then_rebuilt(tmp_path, start, image):
+    assert start("a", FAKE_INSTALL="foo==2.0")[0].returncode == 0
+    venv = venv_of(tmp_path, "a")
+    venv.rename(venv.parent / ".venv.building-0123abcd")
+    write_build_file(image, comfyui="0.5.0")
+    done, report = start("a")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.index("finished an interrupted rebuild") < done.stderr.index("rebuilding the environment")
+    assert tag_of(venv)["comfyui"] == "0.5.0" and report["foo"] == "2.0"
+    assert [tag_of(old)["comfyui"] for old in moved(tmp_path, "a")] == ["0.3.64-standin"]
+
+
 def test_a_rebuild_killed_at_any_instant_leaves_a_usable_environment(tmp_path, app, image, wheelhouse, start):
     add_node(tmp_path, "a", "node-1", "bar==1.0\n")
     assert start("a", FAKE_INSTALL="foo==2.0")[0].returncode == 0
@@ -253,3 +265,22 @@ def test_a_rebuild_killed_at_any_instant_leaves_a_usable_environment(tmp_path, a
     assert imported(venv / "bin" / "python", "bar")[1].startswith(str(venv))
     assert temporaries(tmp_path, "a") == []
     assert all(tag_of(old)["comfyui"] == "0.3.64-standin" for old in instance.glob("venv.moved-*"))
+
+
+UV = shutil.which("uv") or os.environ.get("COMFY_INIT_TEST_UV")
+
+
+@pytest.mark.skipif(not UV, reason="uv is not installed (set COMFY_INIT_TEST_UV=/path/to/uv)")
+def test_uv_installs_into_the_instance_and_refuses_another_torch(tmp_path, start, wheelhouse):
+    done, report = start("a")
+    assert done.returncode == 0, done.stderr
+    python = venv_of(tmp_path, "a") / "bin" / "python"
+    # What ComfyUI's environment carries: uv reads no pip.conf, so UV_CONSTRAINT does it.
+    env = dict(offline(wheelhouse), UV_CONSTRAINT=report["uv_constraint"])
+    uv = [UV, "pip", "install", "--python", str(python), "--no-index", "--find-links", str(wheelhouse)]
+    installed = subprocess.run([*uv, "foo==3.0"], capture_output=True, text=True, env=env)
+    assert installed.returncode == 0, installed.stderr
+    assert imported(python, "foo") == ("3.0", str(venv_of(tmp_path, "a") / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages" / "foo" / "__init__.py"))
+    refused = subprocess.run([*uv, "torch==9.0"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "torch==1.0" in refused.stderr
+    assert imported(python, "torch")[0] == "1.0"
