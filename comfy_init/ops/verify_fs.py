@@ -175,7 +175,8 @@ def _claim_mode(found, other):
                                "another mount> to learn whether it reaches other hosts")
     if found["flock-across-mounts"][0]:
         return "locks+lease", "flock excludes across mounts: locks and the lease both keep instances apart"
-    return "lease-only", "flock does not reach across mounts: on a shared volume only the lease keeps hosts apart"
+    return "lease-only", ("flock does not reach across mounts: claim files (O_EXCL / link) and the lease keep hosts "
+                          "apart; a free lock proves nothing about a holder on another mount")
 
 
 def verify_fs(directory, other=None):

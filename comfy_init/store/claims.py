@@ -26,6 +26,7 @@ may all use one port.)
 Plain values in, errors with data out: nothing here knows environment variables or Docker.
 """
 
+import itertools
 import os
 import time
 import uuid
@@ -241,7 +242,7 @@ def acquire(registry, instance_id, *, port, listen, lease, clock=time.monotonic,
     lock = locks.try_lock(lock_path)
     me = dict(identity(), net_ns=network_namespace())
     try:
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             if attempt:
                 # Lost a race for a generation whose winner we cannot see yet (a share's stale
                 # cache): look again a little later.
@@ -262,7 +263,6 @@ def acquire(registry, instance_id, *, port, listen, lease, clock=time.monotonic,
             if claim is not None:
                 return claim
             # The record changed between our look and the transaction: judge it again.
-        raise AssertionError("unreachable")
     except BaseException:
         if lock is not None:
             lock.release()

@@ -135,6 +135,7 @@ class Registry:
         trip over, found before the caller creates anything."""
         document = self.load()
         refuse_non_regular(self.lock_path)
+        refuse_non_regular(self.owner_path)
         return document
 
     @contextlib.contextmanager

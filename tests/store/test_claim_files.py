@@ -11,6 +11,7 @@ import time
 import pytest
 
 from comfy_init.boot.config import load_config
+from comfy_init.errors import DataError
 from comfy_init.store import claimfiles, claims, locks, sharelock
 from comfy_init.store.clock import utc_now
 from comfy_init.store.files import FOREIGN_TEMP_AGE, clean_stale_temps
@@ -272,3 +273,13 @@ def test_check_finds_and_removes_a_stale_temporary_of_a_claim_file_and_of_the_ow
     for problem in found:
         assert temps.fix_temp(ctx, problem).startswith("removed")
     assert sorted(os.listdir(claims_dir)) == sorted([f"{INSTANCE}.1.claim", os.path.basename(foreign)])
+
+
+def test_a_link_planted_as_the_owner_file_is_refused_before_anything_is_written(setup):
+    config, registry = setup
+    os.makedirs(registry.meta_dir)
+    os.symlink("/etc/passwd", registry.owner_path)
+    with pytest.raises(DataError) as refused:
+        claims.acquire(registry, INSTANCE, port=8188, listen="0.0.0.0", lease=1)
+    assert "instance-registry.json.xlock" in refused.value.lines()[0] and "symbolic link" in refused.value.lines()[0]
+    assert not os.path.exists(registry.path) and not os.path.exists(claimfiles.directory(config.layout))
