@@ -52,6 +52,7 @@ class Plan:
                   f"  {'version':<18} {checkout.version or 'unknown'}",
                   f"  {'--base-directory':<18} {'supported' if checkout.base_directory else 'not supported: links inside the checkout'}",
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
+                  f"  {'declares':<18} {', '.join(checkout.declared()) or 'none of the optional flags'}",
                   "", f"device: {self.device} ({self.device_reason})", "", "actions:"]
         lines += [f"  {step.describe()}" for step in self.steps]
         lines += ["", "command:", "  " + shlex.join(self.command)]
