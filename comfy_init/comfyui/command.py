@@ -56,9 +56,11 @@ def owned_argument_problems(arguments, source):
     return problems
 
 
-def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments):
+def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments,
+                  assets="default"):
     """The argv that starts ComfyUI for `instance` (InstancePaths). `arguments` (CLI_ARGS, then
-    those after `--`) come last, so they win."""
+    those after `--`) come last, so they win. `cuda_device` is `0`, `0,1` or `all` (the plan has
+    checked that the release takes it); `assets` is COMFY_ASSETS (default, off, hash)."""
     argv = [python, checkout.main_py, "--listen", listen, "--port", str(port), "--disable-auto-launch"]
     if checkout.base_directory:
         argv += ["--base-directory", instance.root]
@@ -69,4 +71,9 @@ def build_command(*, python, checkout, instance, listen, port, device, cuda_devi
         argv.append("--cpu")
     elif cuda_device is not None:
         argv += ["--cuda-device", str(cuda_device)]
+    if assets == "off" and checkout.disable_assets:
+        # Releases without the flag have no scan at start to turn off.
+        argv.append("--disable-assets")
+    elif assets == "hash":
+        argv.append("--enable-asset-hashing")
     return argv + list(arguments)
