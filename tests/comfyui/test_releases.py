@@ -53,3 +53,28 @@ def test_cuda_device_list_is_read_from_the_declaration():
     assert cuda_device_takes_a_list(current) is True
     assert cuda_device_takes_a_list(old) is False
     assert cuda_device_takes_a_list("") is False
+
+
+def standin(app, *args, timeout=10):
+    """The copy's argparse only: --help-like runs that stop at parsing (exit 2) or a bad port."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(app / "main.py"), *args, "--port", "99999"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("release, args, refused", [
+    ("0.3.12", ["--base-directory", "/tmp"], True),
+    ("0.3.12", ["--database-url", "sqlite:///:memory:"], True),
+    ("0.3.64", ["--cuda-device", "0,1"], True),
+    ("0.3.64", ["--cuda-device", "all"], True),
+    ("0.3.64", ["--enable-manager"], True),
+    ("0.38", ["--cuda-device", "0,1"], False),
+    ("0.38", ["--enable-manager", "--disable-assets"], False),
+    ("0.38", ["--models-directory", "/no/such/dir"], True),
+])
+def test_each_copy_parses_as_its_release_would(tmp_path, release, args, refused):
+    # What the probe reads is what the copy's own argparse does: exit 2 for a flag it lacks.
+    result = standin(make_checkout(tmp_path / "app", release=release), *args)
+    assert (result.returncode == 2) is refused, result.stderr
