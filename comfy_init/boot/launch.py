@@ -133,6 +133,9 @@ def _check_port_free(registry, config):
 def _child_environment(environ, config, user):
     env = dict(environ)
     env["__COMFY_CLI_SESSION__"] = config.instance.session_file
+    # ComfyUI writes into a pipe (pid1.output): without this, Python would hold its prints in a
+    # buffer where a terminal got them at once. The images set it already.
+    env.setdefault("PYTHONUNBUFFERED", "1")
     if user is not None:
         env["HOME"] = user.home
         env["USER"] = env["LOGNAME"] = user.name

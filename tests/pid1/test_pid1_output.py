@@ -63,3 +63,17 @@ print("bye", flush=True)
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+def test_comfyui_prints_are_not_held_in_a_buffer(tmp_path):
+    # A print without flush, then a long sleep: the line must be out before the process ends.
+    marker = tmp_path / "seen"
+    result = run_with(tmp_path, f"""
+import os, sys, time
+print("printed without flush")
+time.sleep(0.1)
+open({str(marker)!r}, "w").write(os.environ.get("PYTHONUNBUFFERED", ""))
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"printed without flush\n"
+    assert marker.read_text() == "1"
