@@ -78,6 +78,10 @@ KINDS = {
     "venv-failed": (errors.CANTCREAT, "an instance's Python environment cannot be made or its requirements reinstalled"),
     # ComfyUI
     "unhealthy": (errors.FAILED, "ComfyUI does not answer"),
+    "database-in-use": (errors.TEMPFAIL, "ComfyUI gave up waiting for its database: another process holds it (ASSETS_STARTUP_FAILED: in_use, locked)"),
+    "database-unusable": (errors.DATAERR, "ComfyUI refused its database: corrupt or from a newer release (ASSETS_STARTUP_FAILED: corrupt, newer_revision)"),
+    "comfyui-startup-failed": (errors.FAILED, "ComfyUI stopped its start with ASSETS_STARTUP_FAILED for another reason"),
+    "release-lacks-feature": (errors.CONFIG, "a setting asks for something the ComfyUI release in the checkout does not have"),
     "failed": (errors.FAILED, "an operation or check failed"),
 }
 

@@ -26,6 +26,10 @@ DEVICES = ("auto", "cuda", "cpu")
 # COMFY_VENV: auto = on when COMFY_PYTHON's prefix holds an image build file (the images), off otherwise.
 VENV_MODES = ("auto", "on", "off")
 MANAGER_MODES = ("auto", "on", "off")  # as comfy_init.comfyui.manager.MODES
+# COMFY_ASSETS: "default" leaves the release's own choice; off -> --disable-assets; hash ->
+# --enable-asset-hashing (which releases take them: comfy_init/comfyui/releases.py).
+ASSETS_MODES = ("default", "off", "hash")
+MAX_CUDA_DEVICE = 1023
 RECOVERY_MODES = ("backup", "reset")  # as comfy_init.store.registry.RECOVERY_MODES (not imported: start-up cost)
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -46,7 +50,7 @@ class Config:
         "multi_instance", "instance_id", "data_dir", "shared_dir", "instance_dir", "base_dir",
         "app_dir", "port", "listen", "device", "cuda_device", "cli_args", "puid", "pgid",
         "stop_timeout", "python", "registry_recover", "claim_lease", "layout", "instance",
-        "watch_interval", "venv", "manager",
+        "watch_interval", "venv", "manager", "assets",
     )
 
     def __init__(self, **values):
@@ -193,7 +197,7 @@ def load_config(environ=None):
     port = env.integer("COMFY_PORT", 1, 65535, "8188", default=8188)
     listen = _listen(env)
     device = env.choice("COMFY_DEVICE", DEVICES, "auto")
-    cuda_device = env.integer("COMFY_CUDA_DEVICE", 0, 1023, "0")
+    cuda_device = _cuda_device(env)
     if cuda_device is not None and device == "cpu":
         env.add(f"COMFY_CUDA_DEVICE={_shown(env.raw('COMFY_CUDA_DEVICE'))}: conflicts with COMFY_DEVICE='cpu'",
                 "unset COMFY_CUDA_DEVICE or set COMFY_DEVICE=cuda")
@@ -211,13 +215,37 @@ def load_config(environ=None):
     venv = env.choice("COMFY_VENV", VENV_MODES, "auto")
     # ComfyUI-Manager 4: --enable-manager when the release declares it and the package is there (auto).
     manager = env.choice("COMFY_MANAGER", MANAGER_MODES, "auto")
+    assets = env.choice("COMFY_ASSETS", ASSETS_MODES, "default")
     if env.problems:
         raise ConfigError(*env.problems)
     return Config(
         multi_instance=multi, instance_id=paths["instance"].id, **paths, port=port, listen=listen,
         device=device, cuda_device=cuda_device, cli_args=cli_args, puid=puid, pgid=pgid,
         stop_timeout=stop_timeout, python=python, registry_recover=registry_recover, claim_lease=claim_lease,
-        watch_interval=watch_interval, venv=venv, manager=manager)
+        watch_interval=watch_interval, venv=venv, manager=manager, assets=assets)
+
+
+def _cuda_device(env):
+    """COMFY_CUDA_DEVICE as ComfyUI's --cuda-device takes it: `0`, `0,1` or `all` (a string), or
+    None. Whether the checkout's release takes a list or `all` is checked by the plan, which has
+    probed the checkout; here only the form is."""
+    value = env.raw("COMFY_CUDA_DEVICE")
+    if value is None:
+        return None
+    if value.lower() == "all":
+        return "all"
+    parts = [part.strip() for part in value.split(",")]
+    numbers = [int(part) for part in parts if part.isdigit() and part.isascii()]
+    if len(numbers) != len(parts) or max(numbers) > MAX_CUDA_DEVICE or len(set(numbers)) != len(numbers):
+        env.fail("COMFY_CUDA_DEVICE", value, f"must be a GPU number from 0 to {MAX_CUDA_DEVICE}, "
+                 "distinct numbers separated by commas (releases after 0.3.64), or all", "0")
+        return None
+    return ",".join(str(number) for number in numbers)
+
+
+def cuda_devices(cuda_device):
+    """The GPU ids of a COMFY_CUDA_DEVICE value (["0", "1"]), or None for unset or `all`."""
+    return None if cuda_device in (None, "all") else cuda_device.split(",")
 
 
 def _instance_id(env, multi):

@@ -9,11 +9,13 @@ import threading
 
 from comfy_init import log
 from comfy_init.boot import privileges
+from comfy_init.boot.config import cuda_devices
 from comfy_init.boot.plan import RECOVER_VARIABLE, plan_steps, recover_advice
 from comfy_init.boot.watch import TreeWatch
 from comfy_init.comfyui.endpoint import port_in_use, system_stats_url
 from comfy_init.comfyui.manager_data import migrate_legacy as migrate_manager_data
-from comfy_init.errors import TEMPFAIL, BusyError, DataError
+from comfy_init.comfyui.startup_failure import StartupFailureWatch
+from comfy_init.errors import TEMPFAIL, BusyError, DataError, error_for
 from comfy_init.pid1 import signals
 from comfy_init.pid1.supervisor import ChildSpec, Supervisor, become_subreaper
 from comfy_init.problems import Problem
@@ -52,12 +54,14 @@ def _claim_and_supervise(plan, environ, registry):
         venv = _ensure_venv(config, user, environ)
         if plan.manager is not None and plan.manager.enabled:
             _migrate_manager_data(config, user)
+        failure = StartupFailureWatch()
         spec = ChildSpec(plan.command, _child_environment(environ, config, user, venv), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
-                         extra_groups=user and user.groups)
+                         extra_groups=user and user.groups, output=failure.feed)
         supervisor = Supervisor(spec, stop_timeout=config.stop_timeout,
                                 ready_url=system_stats_url(config.listen, config.port),
-                                reboot_marker=config.instance.session_file + ".reboot", claim_lost=lost)
+                                reboot_marker=config.instance.session_file + ".reboot", claim_lost=lost,
+                                judge_exit=lambda code: _refusal_code(failure, code, plan))
         renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
         renewer.start()
         watch = TreeWatch(config, registry, claim)  # the invariants health checks, every COMFY_WATCH_INTERVAL s
@@ -74,6 +78,9 @@ def _claim_and_supervise(plan, environ, registry):
         log.error(f"exiting {TEMPFAIL}: the claim on {config.instance_id!r} was taken over by another holder")
         return TEMPFAIL
     log.info(f"released instance {config.instance_id!r}")
+    refused = failure.problem(config.instance_id, plan.command)
+    if refused is not None and status == refused.exit_code and supervisor.stop_reason is None:
+        raise error_for(refused)  # rendered once, as every error of `run`, after the claim is released
     return status
 
 
@@ -90,8 +97,18 @@ def _migrate_manager_data(config, user):
         log.warning(line)
 
 
+def _refusal_code(failure, code, plan):
+    """The exit code for ComfyUI's own exit `code`: that of the problem its ASSETS_STARTUP_FAILED
+    line stands for when it exited 1 after printing one, else None (its code stands). comfy-init
+    never starts it again on such an exit: the same start would fail the same way."""
+    if code != 1:
+        return None
+    refused = failure.problem(plan.config.instance_id, plan.command)
+    return None if refused is None else refused.exit_code
+
+
 def _warn_about_differences(registry, config):
-    gpus = None if config.cuda_device is None else [config.cuda_device]
+    gpus = cuda_devices(config.cuda_device)
     for line in conflicts.differences(registry.load(), config.instance_id, port=config.port, gpus=gpus):
         log.warning(f"{line}: starting as configured by the environment")
 
@@ -157,6 +174,9 @@ def _child_environment(environ, config, user, venv=None):
         env["PIP_CONSTRAINT"] = constraints
         env["UV_CONSTRAINT"] = " ".join(filter(None, (environ.get("UV_CONSTRAINT"), venv.venv_constraints)))
         env.pop("PYTHONHOME", None)
+    # ComfyUI writes into a pipe (pid1.output): without this, Python would hold its prints in a
+    # buffer where a terminal got them at once. The images set it already.
+    env.setdefault("PYTHONUNBUFFERED", "1")
     if user is not None:
         env["HOME"] = user.home
         env["USER"] = env["LOGNAME"] = user.name

@@ -6,10 +6,11 @@ import os
 import shlex
 
 from comfy_init.comfyui.checkout import probe_checkout
-from comfy_init.comfyui.command import build_command
+from comfy_init.comfyui.command import build_command, flag_values
 from comfy_init.comfyui.gpu import resolve_device
 from comfy_init.comfyui.manager import choose as choose_manager
 from comfy_init.errors import ComfyInitError, error_for
+from comfy_init.problems import Problem
 from comfy_init.results import Result
 from comfy_init.store.migration_journal import blocking_start
 from comfy_init.tree.checkout_links import plan_checkout_links
@@ -58,6 +59,7 @@ class Plan:
                   f"  {'version':<18} {checkout.version or 'unknown'}",
                   f"  {'--base-directory':<18} {'supported' if checkout.base_directory else 'not supported: links inside the checkout'}",
                   f"  {'--database-url':<18} {'supported' if checkout.database_url else 'not supported'}",
+                  f"  {'declares':<18} {', '.join(checkout.declared()) or 'none of the optional flags'}",
                   "", f"device: {self.device} ({self.device_reason})"]
         if self.manager is not None:
             state = "--enable-manager" if self.manager.enabled else "not enabled"
@@ -76,19 +78,62 @@ def plan_steps(config, checkout):
     return steps + plan_checkout_links(checkout, config.instance)
 
 
+# ComfyUI's argparse refuses these unless the directory exists (is_valid_directory): say it first.
+MUST_EXIST = ("--user-directory", "--models-directory")
+
+
+def missing_directories(checkout, arguments, steps):
+    """--user-directory / --models-directory values that name no directory (66), unless a step of
+    the plan makes it (the instance's own user/ on a first start). Relative values are taken as
+    ComfyUI takes them: from the checkout, its working directory."""
+    made = {os.path.normpath(step.path) for step in steps}
+    problems = []
+    for flag, value, given in flag_values(arguments, MUST_EXIST):
+        path = os.path.normpath(os.path.join(checkout.path, value)) if value else None
+        if path and path not in made and not os.path.isdir(path):
+            problems.append(Problem(
+                "missing-path", f"ComfyUI argument {given} {value!r} is not an existing directory: "
+                "ComfyUI refuses to start unless it exists",
+                fix=f"create it (mkdir -p {shlex.quote(path)}) or remove {flag}"))
+    return problems
+
+
+def release_problems(config, checkout):
+    """Settings the checkout's release cannot carry out (exit 78): only known once it is probed."""
+    release = f"the ComfyUI release in {checkout.path} ({checkout.version or 'version unknown'})"
+    problems = []
+    more_than_one = config.cuda_device == "all" or "," in (config.cuda_device or "")
+    if more_than_one and not checkout.cuda_device_list:
+        problems.append(Problem(
+            "release-lacks-feature", f"COMFY_CUDA_DEVICE={config.cuda_device!r}: {release} takes one GPU "
+            "number for --cuda-device, not a list or 'all'",
+            fix="set one number (COMFY_CUDA_DEVICE=0), leave it unset so that ComfyUI sees every GPU of "
+                "the container, or use a newer release (the image's COMFYUI_REF)"))
+    if config.assets == "hash" and not checkout.asset_hashing:
+        problems.append(Problem(
+            "release-lacks-feature", f"COMFY_ASSETS='hash': {release} has no --enable-asset-hashing",
+            fix="unset COMFY_ASSETS, or use a newer release (the image's COMFYUI_REF)"))
+    return problems
+
+
 def make_plan(config, environ, extra_args):
     # First: on a half-migrated tree every other finding would be a symptom of the migration.
     blocked = blocking_start(config.layout, config.instance_id, config.multi_instance)
     if blocked is not None:
         raise error_for(blocked)
     checkout = probe_checkout(config.app_dir)
+    arguments = list(config.cli_args) + list(extra_args)
+    problems = release_problems(config, checkout)
     steps = plan_steps(config, checkout)
+    problems += missing_directories(checkout, arguments, steps)
+    if problems:
+        raise error_for(*problems)
     device, reason = resolve_device(config.device, environ)
     venv = plan_venv(config)
     manager = choose_manager(config.manager, checkout, config.python)
     command = build_command(python=venv.python if venv else config.python, checkout=checkout, instance=config.instance,
                             listen=config.listen, port=config.port, device=device,
-                            cuda_device=config.cuda_device, arguments=list(config.cli_args) + list(extra_args),
+                            cuda_device=config.cuda_device, assets=config.assets, arguments=arguments,
                             manager=manager.enabled)
     return Plan(config, checkout, steps, device, reason, command, venv, manager)
 

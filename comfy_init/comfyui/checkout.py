@@ -1,11 +1,13 @@
 """A ComfyUI checkout: where its main.py is and which optional flags its release understands.
 
 Probed by reading one source file (comfy/cli_args.py) and comfyui_version.py: no ComfyUI or torch
-import, a few milliseconds on every container start.
+import, a few milliseconds on every container start. What each field means, and which releases
+have it: comfy_init/comfyui/releases.py and docs/comfyui-releases.md.
 """
 
 import os
 
+from comfy_init.comfyui.releases import features_of
 from comfy_init.errors import MissingPathError
 from comfy_init.problems import Problem
 
@@ -16,16 +18,22 @@ CLI_ARGS_SOURCE = os.path.join("comfy", "cli_args.py")
 class Checkout:
     """A ComfyUI checkout and the optional flags its release understands."""
 
-    __slots__ = ("path", "main_py", "base_directory", "database_url", "version", "enable_manager")
+    # base_directory ... asset_hashing: the release declares that flag (releases.FLAG_FEATURES);
+    # cuda_device_list: its --cuda-device takes `0,1` and `all`, not only one number.
+    __slots__ = ("path", "main_py", "version", "base_directory", "database_url", "user_directory",
+                 "input_directory", "models_directory", "enable_manager", "disable_assets",
+                 "asset_hashing", "cuda_device_list")
 
-    def __init__(self, path, main_py, base_directory, database_url, version, enable_manager=False):
+    def __init__(self, path, main_py, version, **features):
         self.path = path
         self.main_py = main_py
-        self.base_directory = base_directory
-        self.database_url = database_url
         self.version = version
-        # ComfyUI-Manager 4 (the comfyui_manager pip package) is started by this flag.
-        self.enable_manager = enable_manager
+        for name in self.__slots__[3:]:
+            setattr(self, name, bool(features.get(name, False)))
+
+    def declared(self):
+        """The optional features this release has, as the names of the Checkout fields."""
+        return [name for name in self.__slots__[3:] if getattr(self, name)]
 
     def as_dict(self):
         return {name: getattr(self, name) for name in self.__slots__}
@@ -44,14 +52,7 @@ def probe_checkout(app_dir):
             flags_source = file.read()
     except OSError:
         flags_source = ""
-    return Checkout(
-        path=app_dir,
-        main_py=main_py,
-        base_directory='"--base-directory"' in flags_source,
-        database_url='"--database-url"' in flags_source,
-        version=_read_version(app_dir),
-        enable_manager='"--enable-manager"' in flags_source,
-    )
+    return Checkout(path=app_dir, main_py=main_py, version=_read_version(app_dir), **features_of(flags_source))
 
 
 def _read_version(app_dir):

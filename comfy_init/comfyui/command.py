@@ -56,10 +56,12 @@ def owned_argument_problems(arguments, source):
     return problems
 
 
-def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments, manager=False):
+def build_command(*, python, checkout, instance, listen, port, device, cuda_device, arguments,
+                  assets="default", manager=False):
     """The argv that starts ComfyUI for `instance` (InstancePaths). `arguments` (CLI_ARGS, then
-    those after `--`) come last, so they win. `manager`: start ComfyUI-Manager 4 (the pip package),
-    as comfy_init.comfyui.manager decided from COMFY_MANAGER."""
+    those after `--`) come last, so they win. `cuda_device` is `0`, `0,1` or `all` (the plan has
+    checked that the release takes it); `assets` is COMFY_ASSETS (default, off, hash); `manager`:
+    start ComfyUI-Manager 4 (the pip package), as comfy_init.comfyui.manager decided from COMFY_MANAGER."""
     argv = [python, checkout.main_py, "--listen", listen, "--port", str(port), "--disable-auto-launch"]
     if manager:
         argv.append("--enable-manager")
@@ -72,4 +74,9 @@ def build_command(*, python, checkout, instance, listen, port, device, cuda_devi
         argv.append("--cpu")
     elif cuda_device is not None:
         argv += ["--cuda-device", str(cuda_device)]
+    if assets == "off" and checkout.disable_assets:
+        # Releases without the flag have no scan at start to turn off.
+        argv.append("--disable-assets")
+    elif assets == "hash":
+        argv.append("--enable-asset-hashing")
     return argv + list(arguments)

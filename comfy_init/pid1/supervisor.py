@@ -17,12 +17,15 @@ import time
 
 from comfy_init import log
 from comfy_init.pid1 import signals
+from comfy_init.pid1.output import OutputCopier
 
 PR_SET_CHILD_SUBREAPER = 36
 REAP_INTERVAL = 1.0
 # After ComfyUI exits by itself, what is left of its process group gets this long after SIGTERM.
 LEFTOVER_GRACE = 3.0
 READY_POLL_INTERVAL = 0.5
+# After ComfyUI is gone, how long its last output may take to arrive through the pipes.
+OUTPUT_GRACE = 1.0
 
 
 def signal_name(signum):
@@ -34,20 +37,27 @@ def signal_name(signum):
 
 
 class ChildSpec:
-    """How to start ComfyUI: command, environment and the user to run it as."""
+    """How to start ComfyUI: command, environment and the user to run it as. `output`, when given,
+    is called with (fd, bytes) for every chunk ComfyUI writes to its stdout (1) or stderr (2),
+    after the chunk was passed on to ours (pid1.output); without it ComfyUI writes to our fds."""
 
-    def __init__(self, command, env, cwd, *, user=None, group=None, extra_groups=None):
+    def __init__(self, command, env, cwd, *, user=None, group=None, extra_groups=None, output=None):
         self.command = command
         self.env = env
         self.cwd = cwd
         self.user = user
         self.group = group
         self.extra_groups = extra_groups
+        self.output = output
 
 
 class Supervisor:
-    def __init__(self, spec, *, stop_timeout, ready_url=None, reboot_marker=None, claim_lost=None):
+    def __init__(self, spec, *, stop_timeout, ready_url=None, reboot_marker=None, claim_lost=None,
+                 judge_exit=None):
         self.spec = spec
+        # judge_exit(status) -> another status, or None: ComfyUI exiting by itself may mean more
+        # than its code says (its output told why); never asked after a stop we requested.
+        self.judge_exit = judge_exit
         self.stop_timeout = stop_timeout
         self.ready_url = ready_url
         self.reboot_marker = reboot_marker  # ComfyUI-Manager asks for a restart by creating it
@@ -58,24 +68,33 @@ class Supervisor:
         self.stop_reason = None
         self.kill_deadline = None
         self.ready = False  # set by the readiness thread once /system_stats answered
+        self.copier = None
 
     # -- the jobs -----------------------------------------------------------------------------
 
     def spawn(self):
         """Start ComfyUI in its own process group; return None, or 126/127 when it cannot start."""
+        copier = OutputCopier(self.spec.output) if self.spec.output is not None else None
+        stdout, stderr = copier.open() if copier is not None else (None, None)
         try:
             self.child = subprocess.Popen(
                 self.spec.command, env=self.spec.env, cwd=self.spec.cwd,
+                stdout=stdout, stderr=stderr,
                 process_group=0,      # signals go to ComfyUI and everything it starts
                 close_fds=True,       # only fds 0-2 cross over
                 restore_signals=True,  # SIGPIPE and SIGXFSZ back to their defaults
                 user=self.spec.user, group=self.spec.group, extra_groups=self.spec.extra_groups)
         except FileNotFoundError as error:
+            _abandon(copier)
             log.error(f"cannot start ComfyUI: {error.filename or self.spec.command[0]} not found")
             return 127
         except (PermissionError, OSError) as error:
+            _abandon(copier)
             log.error(f"cannot start ComfyUI: {error}")
             return 126
+        if copier is not None:
+            copier.started()
+        self.copier = copier
         self.child_pgid = self.child.pid
         self.child_status = None
         self.ready = False
@@ -155,6 +174,8 @@ class Supervisor:
                 self.begin_stop("the claim on this instance was taken over")
             if self.child_status is not None:
                 self.kill_leftovers()
+                if self.copier is not None:
+                    self.copier.finish(OUTPUT_GRACE)
                 if self._restart_requested():
                     failed = self.spawn()
                     if failed is not None:
@@ -215,6 +236,10 @@ class Supervisor:
             # asked for, not a failure.
             log.info(f"ComfyUI was stopped while starting up ({how}); comfy-init exits 0")
             return 0
+        judged = self.judge_exit(status) if self.judge_exit is not None and self.stop_reason is None else None
+        if judged is not None:
+            log.info(f"ComfyUI exited with {how}: it refused to start (see below); comfy-init exits {judged}")
+            return judged
         log.info(f"ComfyUI exited with {how}; comfy-init exits {status}")
         return status
 
@@ -262,6 +287,11 @@ class Supervisor:
             except Exception:  # not listening yet; any error means "not ready"
                 pass
             time.sleep(READY_POLL_INTERVAL)
+
+
+def _abandon(copier):
+    if copier is not None:
+        copier.abandon()
 
 
 def become_subreaper():

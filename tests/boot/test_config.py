@@ -147,3 +147,29 @@ def test_path_settings_with_control_characters_are_refused():
     assert caught.value.lines() == [
         "COMFY_SHARED_DIRECTORY='/data/a\\nERROR: fake': must not hold control characters (a newline, a tab); "
         "e.g. COMFY_SHARED_DIRECTORY=/data/shared"]
+
+
+@pytest.mark.parametrize("value, parsed", [("0", "0"), (" 3 ", "3"), ("0,1", "0,1"), ("1, 02", "1,2"),
+                                           ("ALL", "all"), ("all", "all")])
+def test_cuda_device_forms(value, parsed):
+    from comfy_init.boot.config import cuda_devices
+
+    config = load_config({"COMFY_CUDA_DEVICE": value})
+    assert config.cuda_device == parsed
+    assert cuda_devices(config.cuda_device) == (None if parsed == "all" else parsed.split(","))
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "1024", "0,0", "0,", "1;2", "٣"])
+def test_bad_cuda_device_forms(value):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"COMFY_CUDA_DEVICE": value})
+    line, = caught.value.lines()
+    assert line.startswith(f"COMFY_CUDA_DEVICE={value!r}") and "or all" in line
+
+
+def test_assets_setting():
+    assert load_config({}).assets == "default"
+    assert load_config({"COMFY_ASSETS": "Off"}).assets == "off"
+    with pytest.raises(ConfigError) as caught:
+        load_config({"COMFY_ASSETS": "maybe"})
+    assert caught.value.lines()[0].startswith("COMFY_ASSETS='maybe'")

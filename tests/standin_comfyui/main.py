@@ -5,6 +5,12 @@ the command line (declared in comfy/cli_args.py), folder resolution, the temp wi
 graceful exit, the SQLite database and its lock, SIGINT as the graceful stop and SIGTERM as an
 instant death, the HTTP endpoints used for readiness and inspection, and ComfyUI-Manager's restart
 request. Knobs for tests come from STANDIN_* environment variables (see _env_* below).
+
+Which release it behaves as comes from comfyui_version.py (tests/support/standin.py writes it):
+from 0.38 on, the database default is `<user dir>/comfyui.db` (an old `<checkout>/user/comfyui.db`
+is moved to `.bak` and copied there), a second process on one database waits 5 s for the lock and
+then exits 1 after `ASSETS_STARTUP_FAILED: <kind>`, `--disable-assets` leaves the database alone,
+and files of input/output/user are checked with realpath (a link leading out is refused).
 """
 
 import sys
@@ -15,6 +21,7 @@ sys.dont_write_bytecode = True
 import fcntl  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -31,6 +38,16 @@ if CHECKOUT not in sys.path:
 import comfyui_version  # noqa: E402
 import folder_paths  # noqa: E402
 from comfy import cli_args  # noqa: E402
+
+def _release():
+    found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", comfyui_version.__version__)
+    return tuple(int(part or 0) for part in found.groups()) if found else (0, 0, 0)
+
+
+RELEASE = _release()
+# 0.38: the assets system (its database lock and start-up failures) and realpath containment.
+ASSETS_ERA = RELEASE >= (0, 38)
+LEGACY_DATABASE = os.path.join(CHECKOUT, "user", "comfyui.db")
 
 PT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
@@ -84,7 +101,8 @@ class Folders:
     def __init__(self, args):
         base_directory = getattr(args, "base_directory", None)
         self.base = os.path.abspath(base_directory) if base_directory else CHECKOUT
-        models = os.path.join(self.base, "models")
+        models_directory = getattr(args, "models_directory", None)
+        models = os.path.abspath(models_directory) if models_directory else os.path.join(self.base, "models")
         self.table = {}
         self.extensions = {}
         for name, (subdirs, extensions) in MODEL_FOLDERS.items():
@@ -108,8 +126,10 @@ class Folders:
             # ComfyUI really uses <--temp-directory>/temp.
             self.temp = os.path.join(os.path.abspath(args.temp_directory), "temp")
         database_url = getattr(args, "database_url", None)
-        self.database_url = database_url or "sqlite:///" + os.path.join(CHECKOUT, "user", "comfyui.db")
+        default = os.path.join(self.user, "comfyui.db") if ASSETS_ERA else LEGACY_DATABASE
+        self.database_url = database_url or "sqlite:///" + default
         self.database = sqlite_path(self.database_url)
+        self.database_given = database_url is not None
 
     def as_json(self):
         data = {name: list(paths) for name, paths in self.table.items()}
@@ -232,6 +252,112 @@ class Database:
             os.close(self.lock_fd)
 
 
+WITHOUT_ASSETS = "Or start ComfyUI without the assets system: --disable-assets"
+
+
+def stop_startup(kind, message):
+    """What ComfyUI from 0.38 does when its asset database cannot open: one marker line a launcher
+    can match, the message for the user, exit 1."""
+    log_error(f"ASSETS_STARTUP_FAILED: {kind}\n{message}")
+    sys.exit(1)
+
+
+class AssetsDatabase(Database):
+    """The 0.38 database: made in the user directory, locked with a 5 s wait, failures as kinds."""
+
+    def open(self, folders):
+        path = folders.database
+        forced = os.environ.get("STANDIN_ASSETS_FAILURE")
+        if forced:
+            stop_startup(forced, f"The asset database '{path}' failed (STANDIN_ASSETS_FAILURE).\n{WITHOUT_ASSETS}")
+        if path is None:
+            if folders.database_url.startswith("sqlite:///"):
+                self.connection = sqlite3.connect(":memory:")
+                return
+            stop_startup("unsupported_url", f"--database-url must start with sqlite:///.\n{WITHOUT_ASSETS}")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as e:
+            stop_startup("path_blocked", f"A file is in the way of the folder for '{path}' ({e}).\n{WITHOUT_ASSETS}")
+        except OSError as e:
+            stop_startup("not_writable", f"ComfyUI can't create '{path}' ({e}).\n{WITHOUT_ASSETS}")
+        self._wait_for_lock(path, folders.database_given)
+        if not folders.database_given:
+            copy_legacy_database(path)
+        self._connect(path)
+
+    def _wait_for_lock(self, path, given):
+        try:
+            self.lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            stop_startup("not_writable", f"ComfyUI can't create, open or write '{path}' ({e}).\n{WITHOUT_ASSETS}")
+        wait = float(os.environ.get("STANDIN_LOCK_WAIT") or 5.0)
+        deadline = time.monotonic() + wait
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    log_error(f"Database lock is held; waiting up to {wait:g}s for it to be released")
+            if time.monotonic() >= deadline:
+                own = "" if given else "\nOr give this ComfyUI its own database: --database-url sqlite:///path/to/another.db"
+                stop_startup("in_use", f"Another ComfyUI is already using this database: '{path}'.\n"
+                                       f"Close the other ComfyUI and start this one again.{own}\n{WITHOUT_ASSETS}")
+            time.sleep(0.1)
+
+    def _connect(self, path):
+        try:
+            self.connection = sqlite3.connect(path)
+            self.connection.execute("create table if not exists standin(id integer)")
+            self.connection.commit()
+        except sqlite3.DatabaseError as e:
+            kind = "corrupt" if "not a database" in str(e) or "malformed" in str(e) else "not_writable"
+            stop_startup(kind, f"The asset database '{path}' failed ({e}).\n{WITHOUT_ASSETS}")
+        log(f"Database: {path}")
+
+
+def copy_legacy_database(path):
+    """0.38 without --database-url: an old <checkout>/user/comfyui.db is renamed .bak and copied."""
+    backup = LEGACY_DATABASE + ".bak"
+    if os.path.abspath(path) == LEGACY_DATABASE or os.path.exists(path) or not os.path.exists(LEGACY_DATABASE):
+        return
+    if os.path.exists(backup):
+        return
+    os.replace(LEGACY_DATABASE, backup)
+    shutil.copy(backup, path)
+    log(f"Renamed legacy database '{LEGACY_DATABASE}' to '{backup}' and copied it to '{path}'")
+
+
+def open_database(app, args, folders):
+    if not ASSETS_ERA:
+        app.database.open(folders)
+    elif getattr(args, "disable_assets", False):
+        log("Assets system disabled: the database is left alone")  # no file, no lock
+    else:
+        app.database = AssetsDatabase()
+        app.database.open(folders)
+
+
+def within(directory, target):
+    """0.38's containment: both sides resolved with realpath (a whole-folder link is fine, a link
+    inside the folder leading out is not). Older releases joined the name without a check."""
+    if not ASSETS_ERA:
+        return True
+    directory, target = os.path.realpath(directory), os.path.realpath(target)
+    return os.path.commonpath((directory, target)) == directory
+
+
+def annotated(folders, name, default):
+    """ComfyUI's `name [output]` / `[input]` / `[temp]` annotations: (name, folder)."""
+    for tag in ("output", "input", "temp"):
+        if name.endswith(f" [{tag}]"):
+            return name[: -len(tag) - 3], getattr(folders, tag)
+    return name, default
+
+
 def devices(args):
     # STANDIN_VRAM_TOTAL=<bytes>: report device memory as ComfyUI does (vram_total/vram_free; a
     # quarter in use); without it, only name, type and index.
@@ -240,6 +366,11 @@ def devices(args):
               "torch_vram_free": 0} if total else {}
     if args.cpu:
         return [{"name": "cpu", "type": "cpu", "index": None, **memory}]
+    if isinstance(args.cuda_device, str):
+        # 0.38: a list makes those GPUs visible as 0, 1, ...; "all" leaves every GPU visible.
+        visible = ["0"] if args.cuda_device == "all" else args.cuda_device.split(",")
+        return [{"name": f"cuda:{i} standin (CUDA_VISIBLE_DEVICES={args.cuda_device})", "type": "cuda",
+                 "index": i, **memory} for i, _gpu in enumerate(visible)]
     index = args.cuda_device if args.cuda_device is not None else 0
     return [{"name": f"cuda:{index} standin", "type": "cuda", "index": index, **memory}]
 
@@ -277,6 +408,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_file_info(self, status, data):
+        self.send_json(data, status=status)
+
     def do_GET(self):
         app = self.server.app
         path = urlsplit(self.path).path
@@ -288,6 +422,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json({"exec_info": {"queue_remaining": len(queue()["queue_pending"])}})
         elif path == "/internal/folder_paths":
             self.send_json(app.folders.as_json())
+        elif path == "/standin/load_image":
+            self.send_file_info(*load_image(app.folders, parse_qs(urlsplit(self.path).query)))
+        elif path == "/standin/userdata":
+            self.send_file_info(*userdata(app.folders, parse_qs(urlsplit(self.path).query)))
         elif path == "/models":
             self.send_json(list(app.folders.table))
         elif path.startswith("/models/"):
@@ -310,8 +448,10 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
+        if parts.path == "/upload/image":
+            self.send_file_info(*upload_image(app.folders, parse_qs(parts.query), body))
+            return
         name = parse_qs(parts.query).get("name", [""])[0]
         if parts.path not in ("/standin/output", "/standin/temp"):
             self.send_json({"error": "not found"}, status=404)
@@ -334,6 +474,48 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json({"error": str(e)}, status=500)
             return
         self.send_json({"path": target})
+
+
+def load_image(folders, query):
+    """LoadImage's path check (folder_paths.get_annotated_filepath): (status, json)."""
+    name, base = annotated(folders, query.get("name", [""])[0], folders.input)
+    if not name:
+        return 400, {"error": "no name"}
+    path = os.path.abspath(os.path.join(base, name))
+    if not within(base, path):
+        return 400, {"error": f"Invalid file path: {name!r}"}
+    if not os.path.isfile(path):
+        return 404, {"error": f"no file {path}"}
+    return 200, {"path": path, "size": os.path.getsize(path)}
+
+
+def userdata(folders, query):
+    """GET /userdata/<file> of the default user, with the release's containment check."""
+    base = os.path.join(folders.user, "default")
+    relative = query.get("file", [""])[0]
+    path = os.path.abspath(os.path.join(base, relative))
+    if os.path.commonpath((base, path)) != base or not within(base, path):
+        return 403, {"error": f"outside the user directory: {relative!r}"}
+    if not os.path.isfile(path):
+        return 404, {"error": f"no file {path}"}
+    return 200, {"path": path, "size": os.path.getsize(path)}
+
+
+def upload_image(folders, query, body):
+    """POST /upload/image (the body is the file itself here): the abspath check server.py makes."""
+    name = query.get("name", [""])[0]
+    subfolder = query.get("subfolder", [""])[0]
+    if not name:
+        return 400, {"error": "no name"}
+    upload_dir = folders.input
+    folder = os.path.join(upload_dir, os.path.normpath(subfolder))
+    path = os.path.abspath(os.path.join(folder, name))
+    if os.path.commonpath((upload_dir, path)) != upload_dir:
+        return 400, {"error": "outside the input directory"}
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(body)
+    return 200, {"name": name, "subfolder": subfolder, "type": "input", "path": path}
 
 
 class Rebooted(Exception):
@@ -480,7 +662,7 @@ def main():
     check_custom_nodes(args, folders)
     prepare_temp(folders)
     app = App(args, folders)
-    app.database.open(folders)
+    open_database(app, args, folders)
 
     delay = float(os.environ.get("STANDIN_STARTUP_DELAY") or 0)
     if delay > 0:

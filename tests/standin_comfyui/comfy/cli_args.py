@@ -1,8 +1,9 @@
 """Command line of the stand-in ComfyUI, declared the way ComfyUI declares it.
 
 comfy-init finds out what a ComfyUI release supports by searching this file's text for a flag's
-quoted name. Each flag is declared on exactly one line, so deleting that line (tests/standin.py
-does, to build an "old release") really removes the flag: argparse then rejects it with exit 2.
+quoted name. Each flag is declared on exactly one line, so deleting that line (tests/support/standin.py
+does, to build an older release) really removes the flag: argparse then rejects it with exit 2; the
+same helper replaces the --cuda-device line and appends the flags of 0.38 for a newer one.
 Do not mention the quoted flag names anywhere else in this file.
 """
 
