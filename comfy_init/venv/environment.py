@@ -147,23 +147,22 @@ def rebuild(assessment, user, environ):
         builder.create(temporary, instance.venv, assessment.base_python, build, user, environ)
         _reinstall(temporary, pins, requirement_files, user, environ)
         builder.point_scripts_at(temporary, instance.venv)
-        if old is None and os.path.isfile(instance.venv_restored):
-            # Consumed: kept inside the environment it was installed into.
-            os.rename(instance.venv_restored, os.path.join(temporary, os.path.basename(instance.venv_restored)))
         builder.write_tag(temporary, build, user, {"pins": pins, "requirement_files": requirement_files})
     except (builder.BuildFailed, OSError) as error:
         shutil.rmtree(temporary, ignore_errors=True)  # ours alone, never used by anyone
         raise _failed(instance, build, old, getattr(error, "line", None) or str(error)) from None
     moved = None
-    if old is not None:
-        moved = _move_aside(instance, build)
-        log.info(f"moved the old environment to {moved} (kept: delete it when you no longer need it)")
     try:
+        if old is not None:
+            moved = _move_aside(instance, build)
+            log.info(f"moved the old environment to {moved} (kept: delete it when you no longer need it)")
         _rename(temporary, instance.venv, build)
     except CannotCreateError:
         if moved is not None:
             os.rename(moved, instance.venv)  # put the old one back: it was whole a moment ago
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
+    _keep_restored_list(instance, old)
     log.info(f"environment ready at {instance.venv}")
     return {"moved_to": moved, "pins": pins, "requirement_files": requirement_files}
 
@@ -203,12 +202,24 @@ def _move_aside(instance, build):
 
 
 def _remove_unfinished(instance):
-    """Temporaries without a tag are half-made by a killed rebuild: ours, never used, removed."""
+    """Temporaries without a tag are half-made by a killed rebuild: ours, never used, removed.
+    With venv/ in place, a complete one is stale too (no swap is pending: that state has no venv/)."""
     import shutil
 
+    in_place = os.path.lexists(instance.venv)
     for path in _temporaries(instance):
-        if not os.path.isfile(os.path.join(path, TAG_FILE)):
+        if in_place or not os.path.isfile(os.path.join(path, TAG_FILE)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _keep_restored_list(instance, old):
+    """A restore's list, once installed, moves into the environment made from it (only after the
+    swap: a kill before that leaves it for the next attempt)."""
+    if old is None and os.path.isfile(instance.venv_restored):
+        try:
+            os.replace(instance.venv_restored, os.path.join(instance.venv, os.path.basename(instance.venv_restored)))
+        except OSError:
+            pass  # stays beside: only a fresh environment (none now) would read it again
 
 
 def _failed(instance, build, old, why):

@@ -133,6 +133,8 @@ def test_a_different_image_moves_the_environment_aside_and_rebuilds_it(tmp_path,
     assert first.returncode == 0, first.stderr
     venv = venv_of(tmp_path, "a")
     assert imported(venv / "bin" / "python", "bar")[1].startswith(str(venv))
+    # A complete temporary beside a venv/ in place is stale (no swap pending): the rebuild drops it.
+    shutil.copytree(venv, venv.parent / ".venv.building-5ta1e000", symlinks=True)
     write_build_file(image, comfyui="0.4.0", torch="1.0")
     done, report = start("a")
     assert done.returncode == 0, done.stderr
