@@ -80,6 +80,24 @@ def test_complete_ships_manager_outside_the_instances(test_images):
     docker("run", "--rm", "--entrypoint", "git", image, "--version")
 
 
+def build_file(image: str, fresh: bool = False) -> dict:
+    """The image's build tag (/opt/venv/comfy-init-build.json), or what buildinfo finds in it now."""
+    if fresh:
+        argv = ["python", "-m", "comfy_init.venv.buildinfo", "--comfyui-dir", "/opt/comfyui"]
+    else:
+        argv = ["cat", "/opt/venv/comfy-init-build.json"]
+    return json.loads(docker("run", "--rm", "--entrypoint", argv[0], image, *argv[1:]).stdout)
+
+
+def test_complete_writes_its_own_build_tag(test_images):
+    """complete installs packages after core wrote its tag: its tag must describe what it holds, or
+    an instance moved from a core to a complete container would keep an environment made for core."""
+    core, complete = build_file(test_images["core"]), build_file(test_images["complete"])
+    assert complete["packages_digest"] == build_file(test_images["complete"], fresh=True)["packages_digest"]
+    assert complete["packages_digest"] != core["packages_digest"]  # the curated list added PyYAML
+    assert set(core["protected"]) <= set(complete["protected"])
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_image_starts_healthy_without_a_gpu(test_images, variant, containers, tmp_path):
     """Each image runs ComfyUI (the stand-in) under comfy-init; core/complete fall back to the CPU."""
