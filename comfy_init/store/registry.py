@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,9 @@ from comfy_init.store.files import (
     write_atomic)
 
 SCHEMA_VERSION = 2
+# A registry read that does not parse and differs from the next read is read again, up to this
+# many times, the later ones 10 ms, 40 ms, ... apart.
+READ_RETRIES, READ_RETRY_FIRST = 5, 0.01
 RECOVERY_MODES = ("backup", "reset")
 
 _SCHEMA_RESOURCE = "registry.schema.json"
@@ -125,10 +129,7 @@ class Registry:
     def load(self) -> dict:
         """The current document, validated; a fresh empty one if there is no file. Takes no lock
         and creates nothing."""
-        data = read_regular(self.path)
-        if data is None:
-            return empty_document()
-        return self._decode_or_raise(data)
+        return self._read()[1]
 
     def check(self) -> dict:
         """`load()`, and refuse a lock sidecar that is not a regular file: everything a write would
@@ -148,8 +149,7 @@ class Registry:
         """
         self._make_meta_dir()
         with self._locked() as tag:
-            data = read_regular(self.path)
-            document = empty_document() if data is None else self._decode_or_raise(data)
+            data, document = self._read()
             before = json.loads(json.dumps(document))
             yield document
             if _same_content(before, document):
@@ -226,6 +226,29 @@ class Registry:
         return revision
 
     # -- reading ------------------------------------------------------------------------------
+
+    def _read(self) -> tuple[bytes | None, dict]:
+        """The file's bytes (None when missing) and its document, validated. A read that does not
+        parse is read again: on a share, a read racing another mount's replace can mix the new
+        file with pages of the old one (seen on sshfs). Only bytes that read the same twice are
+        judged damaged, so a damaged file costs one more read, and a torn one a few."""
+        data, pause = read_regular(self.path), READ_RETRY_FIRST
+        for attempt in range(READ_RETRIES):
+            if data is None:
+                return None, empty_document()
+            try:
+                return data, _decode(data)
+            except _Invalid as bad:
+                if bad.newer is not None:
+                    break  # a newer comfy-init's file is not torn: say so now
+            again = read_regular(self.path)
+            if again == data:
+                break  # it stays bad
+            if attempt:
+                time.sleep(pause)
+                pause *= 4
+            data = again
+        return (None, empty_document()) if data is None else (data, self._decode_or_raise(data))
 
     def _decode_or_raise(self, data: bytes) -> dict:
         try:
