@@ -269,7 +269,8 @@ def test_a_rebuild_killed_at_any_instant_leaves_a_usable_environment(tmp_path, a
     assert all(tag_of(old)["comfyui"] == "0.3.64-standin" for old in instance.glob("venv.moved-*"))
 
 
-UV = shutil.which("uv") or os.environ.get("COMFY_INIT_TEST_UV")
+# The test extra installs uv beside the interpreter running the tests, which may not be on PATH.
+UV = shutil.which("uv") or shutil.which("uv", path=os.path.dirname(sys.executable)) or os.environ.get("COMFY_INIT_TEST_UV")
 
 
 @pytest.mark.skipif(not UV, reason="uv is not installed (set COMFY_INIT_TEST_UV=/path/to/uv)")
