@@ -21,6 +21,7 @@ KINDS = {
     "link-expected": (errors.DATAERR, "a real directory holding files stands where a link belongs"),
     "wrong-link": (errors.DATAERR, "a link points somewhere other than where it must"),
     "escapes-root": (errors.DATAERR, "a link leads out of the data root"),
+    "unreadable-link": (errors.IOERR, "the filesystem refuses to read back a symbolic link of the tree"),
     "broken-link": (errors.DATAERR, "a link leads nowhere, in a loop, or to a non-directory"),
     "shared-folder": (errors.DATAERR, "an instance folder resolves into another instance or shared/"),
     "changed-while-preparing": (errors.DATAERR, "the tree changed between planning and applying"),

@@ -103,10 +103,20 @@ def _fsync_directory(scratch):
 
 
 def _symlinks(scratch):
-    link = os.path.join(scratch, "link")
-    os.symlink("file", link)
-    ok = os.readlink(link) == "file" and os.path.realpath(link) == os.path.realpath(os.path.join(scratch, "file"))
-    return ok, "a relative link reads back and resolves" if ok else "a link reads back wrong"
+    """A link of the tree's own shape (instances/<id>/models -> ../../shared/models): some mounts
+    keep links inside one folder but refuse any with `..` (Debian's sshfs: contain_symlinks)."""
+    shared, instance = os.path.join(scratch, "shared", "models"), os.path.join(scratch, "instances", "x")
+    os.makedirs(shared)
+    os.makedirs(instance)
+    link = os.path.join(instance, "models")
+    os.symlink(os.path.join("..", "..", "shared", "models"), link)
+    try:
+        ok = os.readlink(link) == os.path.join("..", "..", "shared", "models") and \
+            os.path.realpath(link) == os.path.realpath(shared)
+    except OSError as error:
+        return False, (f"a link to ../../shared/models is made but cannot be read back ({error.strerror}); "
+                       "sshfs: mount with -o no_contain_symlinks")
+    return ok, "a relative link (../../shared/models) reads back and resolves" if ok else "a link reads back wrong"
 
 
 def _directory_rename(scratch):

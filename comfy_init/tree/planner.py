@@ -159,10 +159,15 @@ class Planner:
         elif found.info is None:
             self.steps.append(Step(LINK, path, target))
         elif stat.S_ISLNK(found.info.st_mode):
-            current = _readlink(path)
+            try:
+                current = os.readlink(path)
+                same_place = current == target or os.path.realpath(path) == os.path.realpath(points_to)
+            except OSError as error:
+                self._unreadable_link(path, error)
+                return
             if current == target:
                 self.steps.append(Step(OK, path, target))
-            elif os.path.realpath(path) == os.path.realpath(points_to):
+            elif same_place:
                 # Same place, but absolute (or spelled differently): make it relative so the tree
                 # still works when mounted elsewhere. Replacing a link loses no data.
                 self.steps.append(Step(RELINK, path, target))
@@ -184,6 +189,14 @@ class Planner:
         else:
             self.problem("not-a-directory", path, f"is {_what(found.info)} where a link to {points_to} belongs",
                          "move it away and start again")
+
+    def _unreadable_link(self, path, error):
+        # Seen on sshfs, whose Debian build refuses links with `..` (contain_symlinks): ComfyUI
+        # could not follow the link either, so the start stops here with the mount's fix.
+        self.problem("unreadable-link", path, f"is a link this filesystem refuses to read back "
+                     f"({error.strerror}): the shared folders are reached through such links",
+                     "mount the share so that relative links work (sshfs: -o no_contain_symlinks; SMB: "
+                     "the unix extensions or mfsymlinks); `comfy-init verify-fs DIR` checks it")
 
     def check_own_folders(self, layout, instance):
         """An instance's directory and its own folders may be links (inside the data root), but they

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from comfy_init.cli.main import cli
 from comfy_init.ops.verify_fs import verify_fs
-from tests.support.sshfs import two_mounts  # noqa: F401 (a fixture)
+from tests.support.sshfs import two_mounts_with_links  # noqa: F401 (a fixture)
 
 
 def _ok(result):
@@ -38,7 +38,8 @@ def test_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_two_sshfs_mounts_flock_does_not_reach_across(two_mounts):  # noqa: F811
+def test_two_sshfs_mounts_flock_does_not_reach_across(two_mounts_with_links):  # noqa: F811
+    two_mounts = two_mounts_with_links  # mounted so that links work: this test is about locks
     one = verify_fs(two_mounts.a)
     assert one.data["filesystem"] == "fuse.sshfs"
     assert one.data["checks"]["flock"]["ok"], "within one mount the kernel's own lock excludes"
