@@ -170,8 +170,10 @@ def _child_environment(environ, config, user, venv=None):
         # constraints) or uv (which reads no pip.conf: the variable); both land in the environment.
         env["VIRTUAL_ENV"] = venv.venv
         env["PATH"] = os.path.join(venv.venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
-        constraints = " ".join(filter(None, (environ.get("PIP_CONSTRAINT"), venv.venv_constraints)))
-        env["PIP_CONSTRAINT"] = constraints
+        from comfy_init.venv.tag import constraint_reference
+
+        own = constraint_reference(venv.venv_constraints)
+        env["PIP_CONSTRAINT"] = " ".join(filter(None, (environ.get("PIP_CONSTRAINT"), own)))
         env["UV_CONSTRAINT"] = " ".join(filter(None, (environ.get("UV_CONSTRAINT"), venv.venv_constraints)))
         env.pop("PYTHONHOME", None)
     # ComfyUI writes into a pipe (pid1.output): without this, Python would hold its prints in a

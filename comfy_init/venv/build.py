@@ -13,7 +13,7 @@ import subprocess
 
 from comfy_init import log
 from comfy_init.venv.packages import site_packages
-from comfy_init.venv.tag import CONSTRAINTS_FILE, PTH_FILE, TAG_FILE
+from comfy_init.venv.tag import CONSTRAINTS_FILE, PTH_FILE, TAG_FILE, constraint_reference
 
 _TAIL = 20  # pip output lines kept for the error message
 
@@ -66,7 +66,7 @@ def create(path, final, base_python, build, user, environ):
     _write(os.path.join(path, CONSTRAINTS_FILE), constraints_text(build), user)
     # pip reads <sys.prefix>/pip.conf ("site" configuration) for every install in this environment.
     _write(os.path.join(path, "pip.conf"), "# comfy-init: the image's torch and pins are never replaced\n"
-           f"[install]\nconstraint = {os.path.join(final, CONSTRAINTS_FILE)}\n", user)
+           f"[install]\nconstraint = {constraint_reference(os.path.join(final, CONSTRAINTS_FILE))}\n", user)
 
 
 def constraints_text(build):
@@ -84,7 +84,8 @@ def install(path, pins, requirement_files, user, environ):
     for requirements in requirement_files:
         argv += ["-r", requirements]
     # The environment's pip.conf names the final place; while it is built here, the variable wins.
-    env = dict(environ, PIP_CONSTRAINT=os.path.join(path, CONSTRAINTS_FILE), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = dict(environ, PIP_CONSTRAINT=constraint_reference(os.path.join(path, CONSTRAINTS_FILE)),
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("PYTHONPATH", None)
     try:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
