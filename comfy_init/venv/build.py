@@ -50,7 +50,10 @@ def create(path, final, base_python, build, user, environ):
     """An empty environment at `path` (an empty or missing folder) that will live at `final`."""
     os.makedirs(path, exist_ok=True)
     _give(path, user)
-    done = subprocess.run([base_python, "-m", "venv", "--without-pip", path], capture_output=True, text=True,
+    # --prompt: else an activated shell's prompt names the temporary folder.
+    prompt = os.path.basename(os.path.dirname(final))
+    done = subprocess.run([base_python, "-m", "venv", "--without-pip", "--prompt", prompt, path],
+                          capture_output=True, text=True,
                           env=dict(environ), timeout=300, check=False, **as_user(user))
     if done.returncode != 0:
         raise BuildFailed(f"{base_python} -m venv failed: {_last_line(done.stderr or done.stdout)}")
@@ -113,7 +116,8 @@ def _last_line(text):
 
 
 def point_scripts_at(path, final):
-    """pip wrote the environment's scripts with `#!<path>/bin/python`: make them name `final`."""
+    """pip wrote the environment's scripts with `#!<path>/bin/python`, venv its activate scripts
+    with `<path>`: make them name `final`."""
     bin_dir = os.path.join(path, "bin")
     old, new = f"#!{os.path.join(path, 'bin')}".encode(), f"#!{os.path.join(final, 'bin')}".encode()
     for name in os.listdir(bin_dir):
@@ -122,10 +126,18 @@ def point_scripts_at(path, final):
             continue
         with open(script, "rb") as file:
             data = file.read()
-        if data.startswith(old):
-            with open(script, "r+b") as file:
-                file.write(new + data[len(old):])
-                file.truncate()
+        if name.lower().startswith("activate"):
+            # venv wrote VIRTUAL_ENV="<path>" into its activate scripts: after the swap that folder
+            # is gone, and an activated shell's python and pip would be the image's.
+            _rewrite(script, data.replace(os.fsencode(path), os.fsencode(final)))
+        elif data.startswith(old):
+            _rewrite(script, new + data[len(old):])
+
+
+def _rewrite(path, data):
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
 
 
 def write_tag(path, build, user, reinstalled):
