@@ -54,7 +54,8 @@ def _claim_and_supervise(plan, environ, registry):
         venv = _ensure_venv(config, user, environ)
         if plan.manager is not None and plan.manager.enabled:
             _migrate_manager_data(config, user)
-        failure = StartupFailureWatch()
+        supervisor = None
+        failure = StartupFailureWatch(armed=lambda: supervisor is None or not supervisor.ready)
         spec = ChildSpec(plan.command, _child_environment(environ, config, user, venv), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
                          extra_groups=user and user.groups, output=failure.feed)
