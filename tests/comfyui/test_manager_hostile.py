@@ -2,6 +2,7 @@
 instance's folders, ownership, a migration cut short. Real files, the real migration."""
 
 import os
+import subprocess
 
 from comfy_init.comfyui.manager_data import migrate_legacy
 from tests.comfyui.test_manager_data import old_manager_folder, read_config
@@ -72,3 +73,28 @@ def test_what_the_migration_makes_belongs_to_puid_and_the_backup_keeps_its_owner
     config = os.stat(manager / "config.ini")
     assert (config.st_uid, config.st_gid) == (1234, 1235)
     assert os.stat(manager / ".legacy-manager-backup").st_uid == 4321
+
+
+# -- COMFY_MANAGER and the instance environment ------------------------------------------------------
+
+from tests.support.wheels import write_wheel  # noqa: E402
+from tests.venv.conftest import base, image, offline, wheelhouse  # noqa: E402,F401 (fixtures)
+from tests.venv.test_run_venv import app, start, venv_of  # noqa: E402,F401 (fixtures)
+
+
+def test_a_manager_installed_into_the_instance_environment_is_found(tmp_path, start, wheelhouse):  # noqa: F811
+    # A core image (no Manager in /opt/venv): the user installs ComfyUI-Manager 4 into the instance's
+    # own environment, where installs survive `docker rm` (the point of the environments). ComfyUI
+    # runs with that environment's python and would import it; COMFY_MANAGER=on must not be refused
+    # with a fix that installs into the image, and auto must pass --enable-manager.
+    done, report = start("a")
+    assert done.returncode == 0, done.stderr
+    assert "--enable-manager" not in report["argv"]
+    python = venv_of(tmp_path, "a") / "bin" / "python"
+    wheel = write_wheel(tmp_path / "wheels", "comfyui-manager", "4.0.3")
+    subprocess.run([str(python), "-m", "pip", "install", wheel], check=True, capture_output=True,
+                   env=offline(wheelhouse))
+    for mode in ("on", "auto"):
+        done, report = start("a", COMFY_MANAGER=mode)
+        assert done.returncode == 0, (mode, done.stderr)
+        assert "--enable-manager" in report["argv"], mode
