@@ -187,3 +187,18 @@ def test_a_link_planted_as_a_temporary_is_not_followed_by_the_cleanup(tmp_path, 
     done, _report = start("a")
     assert done.returncode == 0, done.stderr
     assert (precious / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.xfail(strict=True, reason="design: pip resolves local paths in a requirements file against its "
+                   "working directory (comfy-init's), not the file's folder; comfy-init installs every node's "
+                   "requirements.txt in one pip call, so a node that ships a wheel and names it relatively "
+                   "(as the Manager, which runs pip in the node's folder, allows) stops every start with 73")
+def test_a_node_requirement_naming_a_wheel_beside_it_is_installed(tmp_path, start):
+    from tests.support.wheels import write_wheel
+
+    node = tmp_path / "data" / "instances" / "a" / "custom_nodes" / "shipped"
+    write_wheel(node / "wheels", "localpkg", "1.0")
+    (node / "requirements.txt").write_text("wheels/localpkg-1.0-py3-none-any.whl\n")
+    done, _report = start("a")
+    assert done.returncode == 0, done.stderr
+    assert imported(venv_of(tmp_path, "a") / "bin" / "python", "localpkg")[0] == "1.0"
