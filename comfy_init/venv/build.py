@@ -140,7 +140,10 @@ def _rewrite(path, data):
         file.truncate()
 
 
-def write_tag(path, build, user, reinstalled):
-    """The tag, last: from now on the environment at `path` is complete."""
+def write_tag(path, build, user, reinstalled, final=None):
+    """The tag, last: from now on the environment at `path` is complete. `final` (where it will
+    live, which its files name) is compared at every start: a moved environment is rebuilt."""
     tag = {"format": 1, "build": build, "reinstalled": reinstalled}
+    if final is not None:
+        tag["path"] = final
     _write(os.path.join(path, TAG_FILE), json.dumps(tag, indent=2) + "\n", user)
