@@ -202,3 +202,36 @@ def test_a_node_requirement_naming_a_wheel_beside_it_is_installed(tmp_path, star
     done, _report = start("a")
     assert done.returncode == 0, done.stderr
     assert imported(venv_of(tmp_path, "a") / "bin" / "python", "localpkg")[0] == "1.0"
+
+
+def test_a_data_root_mounted_at_another_path_keeps_pip_usable_in_the_instance(tmp_path, app, image, wheelhouse):  # noqa: F811
+    # The same volume at another mount point (/data locally, /workspace/data on a cloud host; a host
+    # run of a container's tree): the environment's pip.conf, scripts and activate name the old
+    # path, and the tag (the image build) still matches, so nothing would be rebuilt: ComfyUI's own
+    # installs work (PIP_CONSTRAINT names the new path) but a shell's pip fails on the missing
+    # constraints file, and the activate script and every installed script name the old place.
+    def run(data, **extra):
+        report = tmp_path / "report.json"
+        report.unlink(missing_ok=True)
+        env = instance_env(instance_id="a", data=data, app=app, port=free_port(), COMFY_PYTHON=image,
+                           FAKE_REPORT=report, **extra)
+        env = dict(offline(wheelhouse), **{k: v for k, v in env.items() if not k.startswith("PIP_")})
+        done = subprocess.run([sys.executable, "-m", "comfy_init", "run"], env=env, capture_output=True, text=True,
+                              timeout=180)
+        return done, (json.loads(report.read_text()) if report.exists() else None)
+
+    first, _report = run(tmp_path / "data", FAKE_INSTALL="bar==1.0")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "mnt").mkdir()
+    os.rename(tmp_path / "data", tmp_path / "mnt" / "data")
+    again, report = run(tmp_path / "mnt" / "data", FAKE_INSTALL="foo==2.0")
+    assert again.returncode == 0, again.stderr
+    assert report["install"]["returncode"] == 0, report["install"]["output"]
+    venv = tmp_path / "mnt" / "data" / "instances" / "a" / "venv"
+    assert imported(venv / "bin" / "python", "bar")[0] == "1.0"  # what it had is reinstalled
+    old = str(tmp_path / "data") + os.sep
+    assert old not in (venv / "pip.conf").read_text()
+    assert old not in (venv / "bin" / "activate").read_text()
+    shell = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "foo==3.0"], capture_output=True,
+                           text=True, env=offline(wheelhouse))
+    assert shell.returncode == 0, shell.stdout + shell.stderr
