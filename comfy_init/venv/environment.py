@@ -75,7 +75,7 @@ def assess(instance, base_python, comfyui_dir):
 def _moved(made_at, venv):
     """['path A -> B'] when the environment was made at another path (the data root mounted
     elsewhere): its pip.conf, scripts and activate name that path. A few lstat calls, no walk."""
-    if made_at is None or os.path.realpath(made_at) == os.path.realpath(venv):
+    if not isinstance(made_at, str) or os.path.realpath(made_at) == os.path.realpath(venv):
         return []
     return [f"path {made_at} -> {venv}"]
 
