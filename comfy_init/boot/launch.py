@@ -54,7 +54,8 @@ def _claim_and_supervise(plan, environ, registry):
         venv = _ensure_venv(config, user, environ)
         if plan.manager is not None and plan.manager.enabled:
             _migrate_manager_data(config, user)
-        failure = StartupFailureWatch()
+        supervisor = None
+        failure = StartupFailureWatch(armed=lambda: supervisor is None or not supervisor.ready)
         spec = ChildSpec(plan.command, _child_environment(environ, config, user, venv), config.app_dir,
                          user=user and user.uid, group=user and user.gid,
                          extra_groups=user and user.groups, output=failure.feed)
@@ -170,8 +171,10 @@ def _child_environment(environ, config, user, venv=None):
         # constraints) or uv (which reads no pip.conf: the variable); both land in the environment.
         env["VIRTUAL_ENV"] = venv.venv
         env["PATH"] = os.path.join(venv.venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
-        constraints = " ".join(filter(None, (environ.get("PIP_CONSTRAINT"), venv.venv_constraints)))
-        env["PIP_CONSTRAINT"] = constraints
+        from comfy_init.venv.tag import constraint_reference
+
+        own = constraint_reference(venv.venv_constraints)
+        env["PIP_CONSTRAINT"] = " ".join(filter(None, (environ.get("PIP_CONSTRAINT"), own)))
         env["UV_CONSTRAINT"] = " ".join(filter(None, (environ.get("UV_CONSTRAINT"), venv.venv_constraints)))
         env.pop("PYTHONHOME", None)
     # ComfyUI writes into a pipe (pid1.output): without this, Python would hold its prints in a

@@ -130,7 +130,7 @@ def make_plan(config, environ, extra_args):
         raise error_for(*problems)
     device, reason = resolve_device(config.device, environ)
     venv = plan_venv(config)
-    manager = choose_manager(config.manager, checkout, config.python)
+    manager = choose_manager(config.manager, checkout, config.python, venv.python if venv else None)
     command = build_command(python=venv.python if venv else config.python, checkout=checkout, instance=config.instance,
                             listen=config.listen, port=config.port, device=device,
                             cuda_device=config.cuda_device, assets=config.assets, arguments=arguments,

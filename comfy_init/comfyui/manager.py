@@ -35,8 +35,10 @@ class ManagerChoice:
         return {"enabled": self.enabled, "reason": self.reason}
 
 
-def choose(mode, checkout, python):
-    """The ManagerChoice for COMFY_MANAGER=`mode`; ConfigError (78) when `on` cannot be honoured."""
+def choose(mode, checkout, python, instance_python=None):
+    """The ManagerChoice for COMFY_MANAGER=`mode`; ConfigError (78) when `on` cannot be honoured.
+    `instance_python` is the instance environment's (COMFY_VENV on): ComfyUI runs with it, so a
+    Manager installed there counts, before the image's (`python`)."""
     if mode == "off":
         return ManagerChoice(False, "COMFY_MANAGER=off")
     if not checkout.enable_manager:
@@ -47,7 +49,9 @@ def choose(mode, checkout, python):
                 fix="use a ComfyUI release that declares --enable-manager, or set COMFY_MANAGER=auto "
                     "(the custom-node Manager then loads as before)"))
         return ManagerChoice(False, f"this ComfyUI release has no {FLAG}")
-    location = package_location(python)
+    location = (instance_python and package_location(instance_python)) or package_location(python)
+    if instance_python and os.path.isfile(instance_python):
+        python = instance_python  # asked, and named in the fix: installs there survive docker rm
     if location is None and mode == "on":
         location = _asked_interpreter(python)
     if location is None:

@@ -11,8 +11,9 @@ raised to 'normal', and the old folder is moved to __manager/.legacy-manager-bac
 package has no such code, so an instance that goes straight from the custom-node Manager to
 Manager 4 would start with default settings: comfy-init does the same migration, in the instance's
 own user folder, before ComfyUI starts. Unlike the Manager it deletes nothing: where a backup is
-already there, the old folder stays in place and a warning says so. A rename within the user
-folder: no walk, whatever the folder holds.
+already there, the old folder stays in place and a warning says so; the same when user/default or
+user/__manager is a link (another instance's folder, shared: never moved into or written through).
+A rename within the user folder: no walk, whatever the folder holds.
 """
 
 import os
@@ -37,6 +38,11 @@ def migrate_legacy(user_dir, uid=None, gid=None):
     if os.path.islink(legacy) or not os.path.isfile(legacy_config):
         return [], []  # the Manager, too, migrates only a folder that holds a config.ini
     target = manager_folder(user_dir)
+    outside = _linked_elsewhere(user_dir, (LEGACY_FOLDER, MANAGER_FOLDER))
+    if outside is not None:
+        return [], [f"ComfyUI-Manager: {legacy} was not migrated: {outside} is a link out of this instance's "
+                    f"user folder {user_dir} (another instance's folders are never moved or written; migrate "
+                    "by hand, or replace the link with a folder)"]
     backup = os.path.join(target, BACKUP_NAME)
     if os.path.lexists(backup):
         return [], [f"ComfyUI-Manager: {legacy} was not migrated: {backup} is already there "
@@ -52,6 +58,18 @@ def migrate_legacy(user_dir, uid=None, gid=None):
     info.append(f"ComfyUI-Manager: the old folder {legacy} was moved to {backup}; "
                 "remove it once the Manager works as before")
     return info, []
+
+
+def _linked_elsewhere(user_dir, names):
+    """The first link on the way from user_dir to user_dir/<name> (e.g. user/default shared with
+    another instance), as 'path -> where it leads'; None when there is none."""
+    for name in names:
+        path = user_dir
+        for part in name.split(os.sep):
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                return f"{path} -> {os.path.realpath(path)}"
+    return None
 
 
 def _make_folder(path, uid, gid):

@@ -38,7 +38,9 @@ def cuda_device_takes_a_list(source):
 
 
 def features_of(source):
-    """{Checkout field: bool} for every feature of the table, from the text of comfy/cli_args.py."""
+    """{Checkout field: bool} for every feature of the table, from the text of comfy/cli_args.py.
+    Commented-out lines do not count: a fork that turned a flag off that way rejects it."""
+    source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
     found = {field: flag_declared(source, flag) for field, flag, _since in FLAG_FEATURES}
     found["cuda_device_list"] = cuda_device_takes_a_list(source)
     return found

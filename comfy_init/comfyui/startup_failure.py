@@ -58,7 +58,10 @@ _OTHER = ("comfyui-startup-failed", "could not be opened or upgraded",
 class StartupFailureWatch:
     """Fed (fd, chunk) for ComfyUI's output; remembers the last ASSETS_STARTUP_FAILED and its message."""
 
-    def __init__(self):
+    def __init__(self, armed=None):
+        # armed() False: ComfyUI is past its start-up (ready), where the marker is only text (a
+        # custom node's log line) and must not make a later exit a refusal.
+        self._armed = armed
         self.kind = None
         self.message = []
         self._partial = {}
@@ -78,7 +81,7 @@ class StartupFailureWatch:
 
     def _take(self, fd, line):
         found = _KIND.search(line)
-        if found:
+        if found and (self._armed is None or self._armed()):
             self.kind = found.group(1)
             self.message = []
             self._collecting[fd] = MESSAGE_LINES

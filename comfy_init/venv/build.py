@@ -13,7 +13,7 @@ import subprocess
 
 from comfy_init import log
 from comfy_init.venv.packages import site_packages
-from comfy_init.venv.tag import CONSTRAINTS_FILE, PTH_FILE, TAG_FILE
+from comfy_init.venv.tag import CONSTRAINTS_FILE, PTH_FILE, TAG_FILE, constraint_reference
 
 _TAIL = 20  # pip output lines kept for the error message
 
@@ -50,7 +50,10 @@ def create(path, final, base_python, build, user, environ):
     """An empty environment at `path` (an empty or missing folder) that will live at `final`."""
     os.makedirs(path, exist_ok=True)
     _give(path, user)
-    done = subprocess.run([base_python, "-m", "venv", "--without-pip", path], capture_output=True, text=True,
+    # --prompt: else an activated shell's prompt names the temporary folder.
+    prompt = os.path.basename(os.path.dirname(final))
+    done = subprocess.run([base_python, "-m", "venv", "--without-pip", "--prompt", prompt, path],
+                          capture_output=True, text=True,
                           env=dict(environ), timeout=300, check=False, **as_user(user))
     if done.returncode != 0:
         raise BuildFailed(f"{base_python} -m venv failed: {_last_line(done.stderr or done.stdout)}")
@@ -66,7 +69,7 @@ def create(path, final, base_python, build, user, environ):
     _write(os.path.join(path, CONSTRAINTS_FILE), constraints_text(build), user)
     # pip reads <sys.prefix>/pip.conf ("site" configuration) for every install in this environment.
     _write(os.path.join(path, "pip.conf"), "# comfy-init: the image's torch and pins are never replaced\n"
-           f"[install]\nconstraint = {os.path.join(final, CONSTRAINTS_FILE)}\n", user)
+           f"[install]\nconstraint = {constraint_reference(os.path.join(final, CONSTRAINTS_FILE))}\n", user)
 
 
 def constraints_text(build):
@@ -84,7 +87,8 @@ def install(path, pins, requirement_files, user, environ):
     for requirements in requirement_files:
         argv += ["-r", requirements]
     # The environment's pip.conf names the final place; while it is built here, the variable wins.
-    env = dict(environ, PIP_CONSTRAINT=os.path.join(path, CONSTRAINTS_FILE), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = dict(environ, PIP_CONSTRAINT=constraint_reference(os.path.join(path, CONSTRAINTS_FILE)),
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("PYTHONPATH", None)
     try:
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -112,7 +116,8 @@ def _last_line(text):
 
 
 def point_scripts_at(path, final):
-    """pip wrote the environment's scripts with `#!<path>/bin/python`: make them name `final`."""
+    """pip wrote the environment's scripts with `#!<path>/bin/python`, venv its activate scripts
+    with `<path>`: make them name `final`."""
     bin_dir = os.path.join(path, "bin")
     old, new = f"#!{os.path.join(path, 'bin')}".encode(), f"#!{os.path.join(final, 'bin')}".encode()
     for name in os.listdir(bin_dir):
@@ -121,13 +126,24 @@ def point_scripts_at(path, final):
             continue
         with open(script, "rb") as file:
             data = file.read()
-        if data.startswith(old):
-            with open(script, "r+b") as file:
-                file.write(new + data[len(old):])
-                file.truncate()
+        if name.lower().startswith("activate"):
+            # venv wrote VIRTUAL_ENV="<path>" into its activate scripts: after the swap that folder
+            # is gone, and an activated shell's python and pip would be the image's.
+            _rewrite(script, data.replace(os.fsencode(path), os.fsencode(final)))
+        elif data.startswith(old):
+            _rewrite(script, new + data[len(old):])
 
 
-def write_tag(path, build, user, reinstalled):
-    """The tag, last: from now on the environment at `path` is complete."""
+def _rewrite(path, data):
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
+
+
+def write_tag(path, build, user, reinstalled, final=None):
+    """The tag, last: from now on the environment at `path` is complete. `final` (where it will
+    live, which its files name) is compared at every start: a moved environment is rebuilt."""
     tag = {"format": 1, "build": build, "reinstalled": reinstalled}
+    if final is not None:
+        tag["path"] = final
     _write(os.path.join(path, TAG_FILE), json.dumps(tag, indent=2) + "\n", user)

@@ -64,12 +64,20 @@ def assess(instance, base_python, comfyui_dir):
     tag = read_json(instance.venv_tag)
     if tag is not None and os.path.isfile(instance.venv_python):
         made_for = tag.get("build") if isinstance(tag.get("build"), dict) else None
-        found = differences(made_for, build)
+        found = differences(made_for, build) + _moved(tag.get("path"), instance.venv)
         return Assessment(REBUILD if found else READY, instance, base_python, build, source, found, made_for)
     if os.path.lexists(instance.venv):
         return Assessment(REBUILD, instance, base_python, build, source, ["no tag or no bin/python"], None)
     state = FINISH if unfinished_swap(instance) else CREATE
     return Assessment(state, instance, base_python, build, source, [], None)
+
+
+def _moved(made_at, venv):
+    """['path A -> B'] when the environment was made at another path (the data root mounted
+    elsewhere): its pip.conf, scripts and activate name that path. A few lstat calls, no walk."""
+    if not isinstance(made_at, str) or os.path.realpath(made_at) == os.path.realpath(venv):
+        return []
+    return [f"path {made_at} -> {venv}"]
 
 
 def unfinished_swap(instance):
@@ -102,7 +110,7 @@ def ensure(assessment, user=None, environ=None):
         log.info(f"finished an interrupted rebuild: {path} is now {instance.venv}")
         tag = read_json(instance.venv_tag) or {}
         made_for = tag.get("build") if isinstance(tag.get("build"), dict) else None
-        found = differences(made_for, assessment.build)
+        found = differences(made_for, assessment.build) + _moved(tag.get("path"), instance.venv)
         if not found:
             return assessment.python
         # Made for yet another image (the interrupted rebuild was another image's): rebuild it too.
@@ -147,7 +155,8 @@ def rebuild(assessment, user, environ):
         builder.create(temporary, instance.venv, assessment.base_python, build, user, environ)
         _reinstall(temporary, pins, requirement_files, user, environ)
         builder.point_scripts_at(temporary, instance.venv)
-        builder.write_tag(temporary, build, user, {"pins": pins, "requirement_files": requirement_files})
+        builder.write_tag(temporary, build, user, {"pins": pins, "requirement_files": requirement_files},
+                          final=instance.venv)
     except (builder.BuildFailed, OSError) as error:
         shutil.rmtree(temporary, ignore_errors=True)  # ours alone, never used by anyone
         raise _failed(instance, build, old, getattr(error, "line", None) or str(error)) from None

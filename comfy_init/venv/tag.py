@@ -27,6 +27,17 @@ def build_file_for(python):
     return os.path.join(prefix_of(python), BUILD_FILE)
 
 
+def constraint_reference(path):
+    """How pip.conf and PIP_CONSTRAINT name the constraints file: pip splits both on whitespace, so
+    a path with a space (a data root such as "/srv/My Data") is given as a file: URL, which pip
+    reads as well."""
+    if not any(character.isspace() for character in path):
+        return path
+    from urllib.parse import quote
+
+    return "file://" + quote(os.path.abspath(path))
+
+
 def read_json(path):
     """The JSON object in `path`, None when the file is missing or not a JSON object."""
     try:
