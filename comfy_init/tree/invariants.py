@@ -162,11 +162,23 @@ def claim_problems(layout, instance_id, document, token=None):
     return []
 
 
+def _is_process(pid):
+    """Whether `pid` is a process, not a thread: /proc/<tid> exists for every thread too (unlisted),
+    with its process's fd table, so a claim naming a thread id of the holder would look held."""
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("Tgid:"):
+                return line.split()[1] == str(pid)
+    return True
+
+
 def _holds_flock(pid, path):
     """Whether process `pid` (as we see it) has `path` open with a flock on it, from its
     /proc/<pid>/fdinfo: True, False, or None when /proc does not let us look."""
     try:
         wanted = os.stat(path)
+        if not _is_process(pid):
+            return False
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except (FileNotFoundError, NotADirectoryError):
         return False

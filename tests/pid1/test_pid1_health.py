@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from comfy_init.layout import Layout
+from comfy_init.store import claimfiles
 from comfy_init.store.registry import Registry
 
 pytestmark = [pytest.mark.pid1, pytest.mark.usefixtures("pid_namespace")]
@@ -31,8 +32,14 @@ def test_health_inside_the_namespace_sees_pid_1_hold_the_claim(setup, launch):
     assert (code, envelope["data"]["claim"], envelope["problems"]) == (0, "ok", []), envelope
     assert health_in(run, env, inside=False)[0] == 0  # from the host: no pid verdict, still healthy
 
-    with Registry(Layout(str(setup.data))).transaction() as document:
-        document["claims"][setup.instance_id]["pid"] = 7  # the claim now names another process
+    # The claim now names another process: in its claim file, which decides (store.claimfiles),
+    # and in the registry's view of it.
+    layout = Layout(str(setup.data))
+    with Registry(layout).transaction() as document:
+        document["claims"][setup.instance_id]["pid"] = 7
+        generation = document["claims"][setup.instance_id]["generation"]
+    claimfiles.rewrite(layout, setup.instance_id,
+                       dict(claimfiles.read(layout, setup.instance_id, generation), pid=7))
     code, envelope = health_in(run, env)
     assert code == 75 and [p["kind"] for p in envelope["problems"]] == ["claim-lost"]
     assert "held by pid 1, but its claim names pid 7" in envelope["problems"][0]["message"]

@@ -3,6 +3,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -150,3 +152,35 @@ def test_our_claim_held_by_its_pid_is_fine_and_by_another_pid_is_not(tree):
         problems = claim_problems(layout, "a", {"claims": {"a": our_claim(pid=holder + 100000)}})
         assert [p.kind for p in problems] == ["claim-lost"]
         assert f"held by pid {holder}" in problems[0].message
+
+
+_HOLD_WITH_A_THREAD = """
+import fcntl, sys, threading
+lock = open(sys.argv[1], "a+")
+fcntl.flock(lock, fcntl.LOCK_EX)
+done = threading.Event()
+worker = threading.Thread(target=done.wait)
+worker.start()
+print(worker.native_id, flush=True)
+sys.stdin.read()
+done.set()
+"""
+
+
+def test_a_claim_naming_a_thread_of_the_holder_is_not_the_holder(tree):
+    """/proc/<tid> exists for every thread (with its process's fds), so a claim whose pid is one of
+    the holder's thread ids looked held by it; comfy-init itself runs several threads."""
+    layout, _, _ = tree
+    path = layout.lock_path("a")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with subprocess.Popen([sys.executable, "-c", _HOLD_WITH_A_THREAD, path], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            thread_id = int(holder.stdout.readline())
+            assert thread_id != holder.pid
+            problems = claim_problems(layout, "a", {"claims": {"a": our_claim(pid=thread_id)}})
+            assert [p.kind for p in problems] == ["claim-lost"], problems
+            assert f"held by pid {holder.pid}, but its claim names pid {thread_id}" in problems[0].message
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=10)
