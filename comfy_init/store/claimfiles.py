@@ -18,9 +18,7 @@ import os
 import re
 import time
 
-from comfy_init.store.files import (
-    NO_LINK_ERRNOS, create_new, fsync_directory, io_failure, read_regular, remove_quietly, temp_name,
-    write_all, write_atomic)
+from comfy_init.store.files import io_failure, publish_new, read_regular, remove_quietly, write_atomic
 
 # How often, and how long, a look that found a file half-visible (an O_EXCL fallback being written,
 # or a stale attribute cache of a share) looks again before taking what it sees.
@@ -92,32 +90,12 @@ def create(layout, instance_id, record, tag=None):
     """Create `X.<record generation>.claim` holding `record`; FileExistsError when it exists."""
     os.makedirs(directory(layout), exist_ok=True)
     where = path(layout, instance_id, record["generation"])
-    data = _encode(record)
-    temp = None
     try:
-        temp = temp_name(where, tag)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, where)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            if exc.errno not in NO_LINK_ERRNOS:
-                raise
-            create_new(where, data)
-        fsync_directory(directory(layout))
+        publish_new(where, _encode(record), tag)  # link() into place: only one creator can win
     except FileExistsError:
         raise
     except OSError as exc:
         raise io_failure(where, "cannot create the claim file", exc) from None
-    finally:
-        if temp is not None:
-            remove_quietly(temp)
 
 
 def rewrite(layout, instance_id, record, tag=None):
