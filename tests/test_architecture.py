@@ -181,3 +181,16 @@ def test_no_module_under_the_package_is_left_over_from_the_old_layout():
                             "launch.py", "signals.py", "supervisor.py", "privileges.py", "health.py", "comfyui.py")
                 if (PACKAGE / p).exists()]
     assert os.path.isfile(PACKAGE / "store" / "registry.schema.json")
+
+
+def test_every_folder_of_tests_is_collected(pytestconfig):
+    """pytest skips folders matching norecursedirs (its default list has `venv`, which hid
+    tests/venv once): every folder under tests/ holding test files must be walked."""
+    from fnmatch import fnmatch
+
+    skipped = pytestconfig.getini("norecursedirs")
+    tests = Path(__file__).resolve().parent
+    folders = {path.parent for path in tests.rglob("test_*.py")}
+    hidden = [str(folder.relative_to(tests)) for folder in folders
+              for part in folder.relative_to(tests).parts if any(fnmatch(part, pattern) for pattern in skipped)]
+    assert hidden == [], f"norecursedirs {skipped} hides {hidden}"
