@@ -46,6 +46,10 @@ def _claim_and_supervise(plan, environ, registry):
     log.info(f"claimed instance {config.instance_id!r} (generation {claim.generation})")
     _warn_about_differences(registry, config)
     lost = threading.Event()
+    # Renewed from the claim on, not from ComfyUI's start: an environment rebuild (pip) may take
+    # longer than a lease, and a host on a share would then take a live instance over.
+    renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
+    renewer.start()
     try:
         # Planned again now that the instance is ours: the claim may have waited a whole lease.
         steps = plan_steps(config, plan.checkout)
@@ -63,16 +67,14 @@ def _claim_and_supervise(plan, environ, registry):
                                 ready_url=system_stats_url(config.listen, config.port),
                                 reboot_marker=config.instance.session_file + ".reboot", claim_lost=lost,
                                 judge_exit=lambda code: _refusal_code(failure, code, plan))
-        renewer = _ClaimRenewer(claim, config.claim_renew_interval, lost)
-        renewer.start()
         watch = TreeWatch(config, registry, claim)  # the invariants health checks, every COMFY_WATCH_INTERVAL s
         watch.start()
         try:
-            status = supervisor.run()
+            status = TEMPFAIL if lost.is_set() else supervisor.run()  # lost while preparing: never start
         finally:
             watch.stop()
-            renewer.stop()
     finally:
+        renewer.stop()
         if not lost.is_set():
             claim.release()
     if lost.is_set():

@@ -287,3 +287,41 @@ def test_uv_installs_into_the_instance_and_refuses_another_torch(tmp_path, start
     refused = subprocess.run([*uv, "torch==9.0"], capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "torch==1.0" in refused.stderr
     assert imported(python, "torch")[0] == "1.0"
+
+
+def test_the_claim_is_renewed_while_the_environment_is_rebuilt(tmp_path, start, image, app, wheelhouse):
+    """A rebuild runs pip and may outlast the lease: the claim must be renewed meanwhile, or a host
+    on a share would take over an instance that is about to start."""
+    from comfy_init.layout import Layout
+    from comfy_init.store import claimfiles
+
+    assert start("a")[0].returncode == 0
+    write_build_file(image, comfyui="0.4.0")
+    # Every interpreter of the "image" (and so of the environment: its .pth adds the image's
+    # site-packages) sleeps at start when asked: venv creation and pip take seconds, as real ones do.
+    site_packages = Path(subprocess.run([str(image), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                        capture_output=True, text=True, check=True).stdout.strip())
+    sleeper = site_packages / "zz_slow_start.pth"
+    sleeper.write_text("import os, time; time.sleep(float(os.environ.get('SLOW_START_S') or 0))\n")
+    env = instance_env(instance_id="a", data=tmp_path / "data", app=app, port=free_port(), COMFY_PYTHON=image,
+                       COMFY_CLAIM_LEASE="1", SLOW_START_S="1.5", FAKE_REPORT=tmp_path / "report-slow.json")
+    env = dict(offline(wheelhouse), **{k: v for k, v in env.items() if not k.startswith("PIP_")})
+    layout = Layout(str(tmp_path / "data"))
+    heartbeats_while_building = []
+    log = tmp_path / "slow-start.log"
+    try:
+        with open(log, "w") as stderr:
+            run = subprocess.Popen([sys.executable, "-m", "comfy_init", "run"], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+        deadline = time.monotonic() + 120
+        while run.poll() is None and time.monotonic() < deadline:
+            if temporaries(tmp_path, "a"):
+                newest = claimfiles.newest(layout, "a")
+                if newest is not None:
+                    heartbeats_while_building.append(newest[1]["heartbeat"])
+            time.sleep(0.1)
+        assert run.wait(timeout=5) == 0, log.read_text()
+    finally:
+        sleeper.unlink()
+    assert "rebuilding the environment" in log.read_text()
+    assert heartbeats_while_building and max(heartbeats_while_building) >= 2, heartbeats_while_building
