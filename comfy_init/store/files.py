@@ -154,12 +154,13 @@ def create_new(path, data, mode=0o644):
     os.close(fd)
 
 
-def publish_new(path, data, tag=None):
+def publish_new(path, data, tag=None, durable=True):
     """Make `path` appear holding all of `data` at once, or raise FileExistsError when anything
-    stands there: written and fsynced under a temporary name, then hard-linked into place (link()
-    never replaces). A reader never sees it empty or half-written. Where hard links are refused,
-    an O_EXCL create is the fallback (a reader may then see it while it is written)."""
-    temp = _write_temp(path, data, tag)
+    stands there: written (and fsynced, with its directory, when `durable`) under a temporary
+    name, then hard-linked into place (link() never replaces). A reader never sees it empty or
+    half-written. Where hard links are refused, an O_EXCL create is the fallback (a reader may
+    then see it while it is written)."""
+    temp = _write_temp(path, data, tag, durable=durable)
     try:
         os.link(temp, path)
     except FileExistsError:
@@ -170,7 +171,8 @@ def publish_new(path, data, tag=None):
         create_new(path, data)
     finally:
         remove_quietly(temp)
-    fsync_directory(os.path.dirname(path) or ".")
+    if durable:
+        fsync_directory(os.path.dirname(path) or ".")
 
 
 def unused_name(path, exists=os.path.lexists):
@@ -274,8 +276,8 @@ def _foreign_and_young(candidate, suffix, tag):
     return age < FOREIGN_TEMP_AGE
 
 
-def _write_temp(path: str, data: bytes, tag: str | None = None) -> str:
-    """Write `data` to a fresh temporary file beside `path`, fsync it, return its name."""
+def _write_temp(path: str, data: bytes, tag: str | None = None, durable: bool = True) -> str:
+    """Write `data` to a fresh temporary file beside `path`, fsync it (when `durable`), return its name."""
     mode, owner = _current_mode_and_owner(path)
     for _ in range(100):
         temp = temp_name(path, tag)
@@ -296,7 +298,8 @@ def _write_temp(path: str, data: bytes, tag: str | None = None) -> str:
                     os.fchown(fd, *owner)
             os.fchmod(fd, mode)
         write_all(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         remove_quietly(temp)

@@ -25,7 +25,7 @@ import zlib
 from comfy_init.errors import BusyError, DataError, IOFailure
 from comfy_init.problems import Problem
 from comfy_init.store import locks
-from comfy_init.store.files import NO_LINK_ERRNOS, io_failure, read_regular, remove_quietly, temp_name, write_all
+from comfy_init.store.files import io_failure, publish_new, read_regular, remove_quietly
 
 STALE_AFTER = 5.0
 POLL_FIRST, POLL_MOST = 0.002, 0.05
@@ -56,7 +56,9 @@ def _take_owner(owner_path, domain, deadline, clock):
     seen, seen_since, pause = None, clock(), POLL_FIRST
     while True:
         try:
-            _publish(owner_path, body, tag(domain))
+            # Not fsynced: after a power cut the owner file is of another boot, and so another
+            # domain, and is broken after STALE_AFTER.
+            publish_new(owner_path, body, tag(domain), durable=False)
             return token
         except FileExistsError:
             pass
@@ -74,31 +76,6 @@ def _take_owner(owner_path, domain, deadline, clock):
             raise _timeout(owner_path, current)
         time.sleep(pause)
         pause = min(pause * 2, POLL_MOST)
-
-
-def _publish(path, body, temp_tag):
-    """Make `path` appear holding `body`, or FileExistsError. Not fsynced: after a power cut the
-    owner file is of another boot, and so another domain, and is broken after STALE_AFTER."""
-    temp = temp_name(path, temp_tag)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            write_all(fd, body)
-        finally:
-            os.close(fd)
-        os.link(temp, path)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in NO_LINK_ERRNOS:
-            raise
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, body)
-        finally:
-            os.close(fd)
-    finally:
-        remove_quietly(temp)
 
 
 def _read(path):
