@@ -66,6 +66,8 @@ def cuda_version(site_packages):
 
 
 def comfyui_version(comfyui_dir):
+    # As comfy_init.comfyui.checkout reads it; not imported from there: this module also runs as a
+    # plain script by an interpreter without comfy_init (see the module's docstring).
     try:
         with open(os.path.join(comfyui_dir, "comfyui_version.py"), encoding="utf-8") as file:
             for line in file:
